@@ -1,0 +1,9 @@
+//! The routing rules and the row lifecycle of sors, as pure code.
+//!
+//! Architecture invariant: nothing in this crate does I/O, reads a clock, or is async. Time and
+//! randomness come in as values; effects go out as values. Everything here is tested without
+//! sockets.
+
+pub mod model;
+
+pub use model::*;

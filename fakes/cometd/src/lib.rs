@@ -2,9 +2,17 @@
 //!
 //! API CONTRACT (used by `sors-fake-salesforce`; keep these signatures stable):
 //! the implementation behind them belongs to this crate alone.
+//!
+//! See `README.md` for the behaviour, the error strings and the replay-id scheme.
 
-use std::sync::Arc;
-use std::time::Duration;
+mod bayeux;
+mod http;
+mod state;
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::state::{QueuedEvent, State};
 
 /// Timing and size settings of the streaming endpoint.
 #[derive(Clone, Debug)]
@@ -50,6 +58,18 @@ pub enum EventType {
     Undeleted,
 }
 
+impl EventType {
+    /// The wire name: `created`, `updated`, `deleted` or `undeleted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Created => "created",
+            EventType::Updated => "updated",
+            EventType::Deleted => "deleted",
+            EventType::Undeleted => "undeleted",
+        }
+    }
+}
+
 /// The advice sent to clients that the server forgets (`403::Unknown client`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ForgetAdvice {
@@ -70,49 +90,112 @@ pub struct Counters {
     pub active_clients: u64,
 }
 
+/// What every clone of a [`Streaming`] and every request handler shares.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub auth: Authenticator,
+    pub channels: ChannelCheck,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    /// Locks the state; a panic elsewhere while locked does not make the fake unusable.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// The streaming endpoint: cheap to clone, all clones share one state.
 #[derive(Clone)]
 pub struct Streaming {
-    _inner: Arc<()>,
+    inner: Arc<Shared>,
 }
 
 impl Streaming {
-    pub fn new(_config: Config, _auth: Authenticator, _channels: ChannelCheck) -> Self {
+    pub fn new(config: Config, auth: Authenticator, channels: ChannelCheck) -> Self {
         Streaming {
-            _inner: Arc::new(()),
+            inner: Arc::new(Shared {
+                config,
+                auth,
+                channels,
+                state: Mutex::new(State::new()),
+            }),
         }
     }
 
     /// Routes `POST /cometd/{version}` and `POST /cometd/{version}/{*message_type}`.
     pub fn router(&self) -> axum::Router {
-        axum::Router::new()
+        http::router(self.inner.clone())
     }
 
     /// Publishes an event on `channel` (e.g. `/topic/ObjectRoutingQueue`) with the given
     /// `sobject` body; returns its replay id, or `None` when pushes are being dropped.
     pub fn publish(
         &self,
-        _channel: &str,
-        _event_type: EventType,
-        _sobject: serde_json::Value,
+        channel: &str,
+        event_type: EventType,
+        sobject: serde_json::Value,
     ) -> Option<i64> {
-        None
+        let mut guard = self.inner.lock();
+        let state = &mut *guard;
+        if state.drop_pushes {
+            state.counters.dropped += 1;
+            tracing::info!(channel, "push dropped");
+            return None;
+        }
+        let now = Instant::now();
+        state.log.purge(now, self.inner.config.retention);
+        state.expire_clients(now);
+        let (replay_id, data) = state.log.append(channel, event_type, sobject);
+        state.counters.published += 1;
+        let mut subscribers = 0;
+        for client in state
+            .clients
+            .values_mut()
+            .filter(|c| c.subscriptions.contains(channel))
+        {
+            client.queue.push(QueuedEvent {
+                channel: channel.to_owned(),
+                data: data.clone(),
+            });
+            client.wake();
+            subscribers += 1;
+        }
+        tracing::debug!(channel, replay_id, subscribers, "event published");
+        Some(replay_id)
     }
 
     /// Forgets every client: their next request gets `403::Unknown client` with this advice.
-    pub fn forget_clients(&self, _advice: ForgetAdvice) {}
+    pub fn forget_clients(&self, advice: ForgetAdvice) {
+        tracing::info!(?advice, "forgetting every client");
+        self.inner.lock().forget_all(advice);
+    }
 
     /// Drops (does not store, does not deliver) every published event while `on`.
-    pub fn set_drop_pushes(&self, _on: bool) {}
+    pub fn set_drop_pushes(&self, on: bool) {
+        self.inner.lock().drop_pushes = on;
+    }
 
     /// Sandbox refresh: forgets every client and every retained event, and starts a new replay
     /// id space, so old replay ids are invalid.
-    pub fn reset(&self) {}
+    pub fn reset(&self) {
+        tracing::info!("reset: new replay id space, every client forgotten");
+        let mut state = self.inner.lock();
+        state.forget_all(ForgetAdvice::Handshake);
+        state.log.reset();
+    }
 
     /// Clears the retained events of one channel (its PushTopic was deleted).
-    pub fn clear_channel(&self, _channel: &str) {}
+    pub fn clear_channel(&self, channel: &str) {
+        self.inner.lock().log.clear_channel(channel);
+    }
 
     pub fn counters(&self) -> Counters {
-        Counters::default()
+        let mut state = self.inner.lock();
+        state.expire_clients(Instant::now());
+        Counters {
+            active_clients: state.clients.len() as u64,
+            ..state.counters.clone()
+        }
     }
 }

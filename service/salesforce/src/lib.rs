@@ -1,1 +1,428 @@
-//! (skeleton)
+//! `sors-salesforce`: the production Salesforce client of the router.
+//!
+//! This crate is the only code in the product that knows Salesforce JSON and XML. It speaks to
+//! the rest of the router in `sors-core` domain types. Parts:
+//! - [`config`]: login settings, API names, retry and streaming timing (serde, from TOML);
+//! - login (SOAP partner `login()` or OAuth) with one shared, single-flight re-login;
+//! - a thin REST layer with paging, retries and `Sforce-Limit-Info` accounting;
+//! - the domain operations on [`Salesforce`];
+//! - [`streaming`]: a Bayeux long-polling client for the PushTopic.
+
+mod auth;
+pub mod config;
+mod error;
+mod records;
+mod rest;
+mod stats;
+pub mod streaming;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sors_core::model::{CaseId, CaseSnapshot, NewRoutingRow, RoutingRow, RowId, RowUpdate};
+use tracing::{info, warn};
+
+pub use auth::SessionInfo;
+pub use config::{Auth, LoginConfig, Names, RetryPolicy, Secret, StreamingConfig};
+pub use error::{Result, SfError};
+pub use rest::Limit;
+pub use stats::Stats;
+pub use streaming::{StreamEvent, StreamHandle};
+
+use auth::TokenStore;
+use records::{soql_list, soql_str};
+use rest::{COLLECTION_MAX, Rest};
+use stats::StatsCell;
+
+/// Ids per `WHERE Id IN (…)` query (keeps the SOQL well under its length limit).
+const IDS_PER_QUERY: usize = 200;
+
+/// One row of the mapping object: a monitored Salesforce queue and its CIC workgroup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueMapping {
+    /// `Queue_Id__c`, or, when blank, the id of the queue whose name equals `queue_name`
+    /// (case-sensitive). `None` when neither exists: the mapping points at no queue.
+    pub queue_id: Option<String>,
+    pub queue_name: String,
+    pub workgroup: String,
+}
+
+/// What [`Salesforce::ensure_push_topic`] had to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushTopicOutcome {
+    Unchanged,
+    Created,
+    /// It existed but differed (query, version, notify settings) or was inactive.
+    Repaired,
+}
+
+/// The Salesforce client. Cheap to clone; clones share the session, counters and HTTP pool.
+#[derive(Clone)]
+pub struct Salesforce {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: Arc<LoginConfig>,
+    names: Names,
+    tokens: Arc<TokenStore>,
+    rest: Rest,
+    stats: Arc<StatsCell>,
+}
+
+pub(crate) fn http_builder(cfg: &LoginConfig) -> Result<reqwest::ClientBuilder> {
+    let mut b = reqwest::Client::builder().connect_timeout(cfg.request_timeout());
+    if let Some(p) = &cfg.proxy {
+        let proxy =
+            reqwest::Proxy::all(p).map_err(|e| SfError::Config(format!("proxy {p:?}: {e}")))?;
+        b = b.proxy(proxy);
+    }
+    Ok(b)
+}
+
+impl Salesforce {
+    /// Checks the configuration and builds the client. Does not log in.
+    pub fn new(cfg: LoginConfig, names: Names) -> Result<Self> {
+        cfg.validate()?;
+        names.validate()?;
+        let http = http_builder(&cfg)?
+            .timeout(cfg.request_timeout())
+            .build()
+            .map_err(|e| SfError::Config(format!("HTTP client: {e}")))?;
+        let cfg = Arc::new(cfg);
+        let stats = Arc::new(StatsCell::default());
+        let tokens = Arc::new(TokenStore::new(cfg.clone(), http.clone(), stats.clone()));
+        let rest = Rest::new(http, tokens.clone(), cfg.clone(), stats.clone());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                cfg,
+                names,
+                tokens,
+                rest,
+                stats,
+            }),
+        })
+    }
+
+    pub fn names(&self) -> &Names {
+        &self.inner.names
+    }
+
+    pub fn config(&self) -> &LoginConfig {
+        &self.inner.cfg
+    }
+
+    /// Logs in now (also when already logged in). Other calls log in lazily when needed.
+    pub async fn login(&self) -> Result<SessionInfo> {
+        Ok(self.inner.tokens.login().await?.info.clone())
+    }
+
+    /// The current session, if logged in.
+    pub fn session(&self) -> Option<SessionInfo> {
+        self.inner.tokens.current().map(|s| s.info.clone())
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.inner.stats.snapshot()
+    }
+
+    async fn rows_where(&self, condition: &str) -> Result<Vec<RoutingRow>> {
+        let n = &self.inner.names;
+        let soql = format!(
+            "SELECT {} FROM {} WHERE {} ORDER BY CreatedDate, Id",
+            records::row_fields(n),
+            n.routing_object,
+            condition
+        );
+        let recs = self.inner.rest.query(&soql).await?;
+        Ok(recs
+            .iter()
+            .filter_map(|r| records::parse_row(n, r))
+            .collect())
+    }
+
+    fn pending_condition(&self) -> String {
+        format!("{} IN ('New', 'Processing')", self.inner.names.row_status)
+    }
+
+    /// Every `New` and `Processing` row, oldest first (CreatedDate, Id), all pages.
+    pub async fn pending_rows(&self) -> Result<Vec<RoutingRow>> {
+        self.rows_where(&self.pending_condition()).await
+    }
+
+    /// The rows with these ids (any status), one query per 200 ids, oldest first per query.
+    pub async fn rows_by_ids(&self, ids: &[RowId]) -> Result<Vec<RoutingRow>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(IDS_PER_QUERY) {
+            let cond = format!("Id IN {}", soql_list(chunk.iter().map(|i| i.as_str())));
+            out.extend(self.rows_where(&cond).await?);
+        }
+        Ok(out)
+    }
+
+    /// `New` rows created before `before` (the periodic sweep), oldest first.
+    pub async fn new_rows_older_than(&self, before: DateTime<Utc>) -> Result<Vec<RoutingRow>> {
+        let cond = format!(
+            "{} = 'New' AND CreatedDate < {}",
+            self.inner.names.row_status,
+            records::format_datetime(&before)
+        );
+        self.rows_where(&cond).await
+    }
+
+    /// The pending (`New`, `Processing`) rows of these cases, oldest first per query.
+    pub async fn rows_of_cases(&self, cases: &[CaseId]) -> Result<Vec<RoutingRow>> {
+        let mut out = Vec::new();
+        for chunk in cases.chunks(IDS_PER_QUERY) {
+            let cond = format!(
+                "{} IN {} AND {}",
+                self.inner.names.row_case,
+                soql_list(chunk.iter().map(|c| c.as_str())),
+                self.pending_condition()
+            );
+            out.extend(self.rows_where(&cond).await?);
+        }
+        Ok(out)
+    }
+
+    /// The current state of these cases. A case missing from the answer is deleted (or not
+    /// visible to the integration user).
+    pub async fn cases(&self, ids: &[CaseId]) -> Result<Vec<CaseSnapshot>> {
+        let n = &self.inner.names;
+        let mut out = Vec::new();
+        for chunk in ids.chunks(IDS_PER_QUERY) {
+            let soql = format!(
+                "SELECT {} FROM Case WHERE Id IN {}",
+                records::case_fields(n),
+                soql_list(chunk.iter().map(|c| c.as_str()))
+            );
+            let recs = self.inner.rest.query(&soql).await?;
+            out.extend(recs.iter().filter_map(|r| records::parse_case(n, r)));
+        }
+        Ok(out)
+    }
+
+    /// Every queue: `(id, name)`.
+    pub async fn queues(&self) -> Result<Vec<(String, String)>> {
+        let recs = self
+            .inner
+            .rest
+            .query("SELECT Id, Name FROM Group WHERE Type = 'Queue' ORDER BY Name")
+            .await?;
+        Ok(recs
+            .iter()
+            .filter_map(|r| {
+                let id = r.get("Id")?.as_str()?.to_owned();
+                let name = r.get("Name").and_then(Value::as_str).unwrap_or_default();
+                Some((id, name.to_owned()))
+            })
+            .collect())
+    }
+
+    /// The mapping object's rows. A blank `Queue_Id__c` is resolved by queue name.
+    pub async fn queue_mappings(&self) -> Result<Vec<QueueMapping>> {
+        let n = &self.inner.names;
+        let soql = format!(
+            "SELECT Id, {}, {}, {} FROM {} ORDER BY {}",
+            n.mapping_queue_name,
+            n.mapping_workgroup,
+            n.mapping_queue_id,
+            n.mapping_object,
+            n.mapping_queue_name
+        );
+        let recs = self.inner.rest.query(&soql).await?;
+        let field = |r: &rest::Record, f: &str| {
+            r.get(f)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let mut out: Vec<QueueMapping> = recs
+            .iter()
+            .map(|r| QueueMapping {
+                queue_id: Some(field(r, &n.mapping_queue_id)).filter(|s| !s.is_empty()),
+                queue_name: field(r, &n.mapping_queue_name),
+                workgroup: field(r, &n.mapping_workgroup),
+            })
+            .collect();
+        if out.iter().any(|m| m.queue_id.is_none()) {
+            let queues = self.queues().await?;
+            for m in out.iter_mut().filter(|m| m.queue_id.is_none()) {
+                m.queue_id = queues
+                    .iter()
+                    .find(|(_, name)| *name == m.queue_name)
+                    .map(|(id, _)| id.clone());
+                if m.queue_id.is_none() {
+                    warn!(event = "salesforce.mapping.unknown_queue", queue = %m.queue_name,
+                          workgroup = %m.workgroup, "Mapped queue does not exist in Salesforce");
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes row updates: one PATCH for one row, sObject Collections (≤ 200 per call,
+    /// `allOrNone=false`) otherwise. One result per update, in input order.
+    ///
+    /// `Err` only when nothing was written because every call failed as a whole (login,
+    /// transport, rejected session, an API error on the call); per-record failures, and
+    /// whole-call failures of some chunks only, come back as per-row errors.
+    pub async fn update_rows(
+        &self,
+        updates: &[RowUpdate],
+    ) -> Result<Vec<(RowId, Result<(), SfError>)>> {
+        let n = &self.inner.names;
+        let results: Vec<(RowId, Result<()>)> = if let [one] = updates {
+            let r = self
+                .inner
+                .rest
+                .update(
+                    &n.routing_object,
+                    one.id.as_str(),
+                    &records::update_fields(n, one),
+                )
+                .await;
+            vec![(one.id.clone(), r)]
+        } else {
+            let recs = updates
+                .iter()
+                .map(|u| (u.id.0.clone(), records::update_fields(n, u)))
+                .collect();
+            self.inner
+                .rest
+                .update_many(&n.routing_object, recs)
+                .await
+                .into_iter()
+                .map(|(id, r)| (RowId(id), r))
+                .collect()
+        };
+        let whole_failure = !results.is_empty()
+            && results
+                .iter()
+                .all(|(_, r)| matches!(r, Err(e) if !matches!(e, SfError::Record { .. })));
+        if whole_failure && let Some((_, Err(e))) = results.first() {
+            return Err(e.clone());
+        }
+        Ok(results)
+    }
+
+    /// Inserts a routing row (`Status__c = New`).
+    pub async fn insert_row(&self, row: &NewRoutingRow) -> Result<RowId> {
+        let n = &self.inner.names;
+        let id = self
+            .inner
+            .rest
+            .create(&n.routing_object, &records::new_row_fields(n, row))
+            .await?;
+        Ok(RowId(id))
+    }
+
+    /// Deletes a routing row (tests and tooling; the router never deletes rows).
+    pub async fn delete_row(&self, id: &RowId) -> Result<()> {
+        self.inner
+            .rest
+            .delete(&self.inner.names.routing_object, id.as_str())
+            .await
+    }
+
+    /// `GET /limits`: every limit with `Max` and `Remaining` (e.g. `DailyApiRequests`).
+    pub async fn limits(&self) -> Result<std::collections::BTreeMap<String, Limit>> {
+        self.inner.rest.limits().await
+    }
+
+    /// The PushTopic fields this client wants (routing.md §2).
+    fn desired_push_topic(&self) -> rest::Record {
+        let n = &self.inner.names;
+        let api: f64 = self.inner.cfg.api_version.parse().unwrap_or(62.0);
+        let mut m = rest::Record::new();
+        m.insert("Query".into(), Value::from(n.push_topic_query()));
+        m.insert("ApiVersion".into(), Value::from(api));
+        m.insert("NotifyForFields".into(), Value::from("Referenced"));
+        m.insert("NotifyForOperationCreate".into(), Value::from(true));
+        m.insert("NotifyForOperationUpdate".into(), Value::from(true));
+        m.insert("NotifyForOperationDelete".into(), Value::from(false));
+        m.insert("NotifyForOperationUndelete".into(), Value::from(false));
+        m.insert("IsActive".into(), Value::from(true));
+        m
+    }
+
+    /// Makes sure the PushTopic exists, is active and matches routing.md §2: creates it when
+    /// missing, PATCHes it back when it differs.
+    pub async fn ensure_push_topic(&self) -> Result<PushTopicOutcome> {
+        let n = &self.inner.names;
+        let desired = self.desired_push_topic();
+        let keys: Vec<&str> = desired.keys().map(String::as_str).collect();
+        let soql = format!(
+            "SELECT Id, Name, {} FROM PushTopic WHERE Name = {}",
+            keys.join(", "),
+            soql_str(&n.push_topic)
+        );
+        let found = self.inner.rest.query(&soql).await?;
+        let Some(existing) = found.first() else {
+            let mut fields = desired;
+            fields.insert("Name".into(), Value::from(n.push_topic.as_str()));
+            fields.insert(
+                "Description".into(),
+                Value::from("SORS routing table (managed by the router)"),
+            );
+            let id = self.inner.rest.create("PushTopic", &fields).await?;
+            info!(event = "salesforce.pushtopic.created", name = %n.push_topic, id = %id,
+                  "Created the PushTopic");
+            return Ok(PushTopicOutcome::Created);
+        };
+        let id = existing
+            .get("Id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| SfError::Protocol("PushTopic record without Id".into()))?
+            .to_owned();
+        let differing: Vec<&str> = desired
+            .iter()
+            .filter(|(k, want)| !push_topic_field_matches(k, want, existing.get(k.as_str())))
+            .map(|(k, _)| k.as_str())
+            .collect();
+        if differing.is_empty() {
+            return Ok(PushTopicOutcome::Unchanged);
+        }
+        warn!(event = "salesforce.pushtopic.repaired", name = %n.push_topic, id = %id,
+              fields = %differing.join(","), "PushTopic differed; repairing it");
+        self.inner.rest.update("PushTopic", &id, &desired).await?;
+        Ok(PushTopicOutcome::Repaired)
+    }
+
+    pub(crate) fn tokens(&self) -> &Arc<TokenStore> {
+        &self.inner.tokens
+    }
+
+    pub(crate) fn stats_cell(&self) -> &Arc<StatsCell> {
+        &self.inner.stats
+    }
+}
+
+/// Compares one PushTopic field: queries modulo whitespace, versions as numbers, a missing
+/// notify flag as Salesforce's default (true).
+fn push_topic_field_matches(key: &str, want: &Value, have: Option<&Value>) -> bool {
+    let have = have.unwrap_or(&Value::Null);
+    match want {
+        Value::String(w) if key == "Query" => {
+            let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+            have.as_str().is_some_and(|h| norm(h) == norm(w))
+        }
+        Value::Number(w) => {
+            let h = have
+                .as_f64()
+                .or_else(|| have.as_str().and_then(|s| s.parse().ok()));
+            h.zip(w.as_f64()).is_some_and(|(h, w)| (h - w).abs() < 1e-9)
+        }
+        Value::Bool(w) => match have {
+            Value::Bool(h) => h == w,
+            Value::Null if key.starts_with("NotifyForOperation") => *w,
+            _ => false,
+        },
+        _ => have == want,
+    }
+}
+
+/// The most rows one sObject Collections call carries: `update_rows` splits larger batches.
+pub const MAX_BATCH: usize = COLLECTION_MAX;

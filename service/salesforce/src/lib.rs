@@ -187,7 +187,8 @@ impl Salesforce {
     }
 
     /// The current state of these cases. A case missing from the answer is deleted (or not
-    /// visible to the integration user).
+    /// visible to the integration user). Two queries per 200 ids: the cases, and their
+    /// `AgentReply` / `CaseClosed` rows (for `last_closing_row_at`).
     pub async fn cases(&self, ids: &[CaseId]) -> Result<Vec<CaseSnapshot>> {
         let n = &self.inner.names;
         let mut out = Vec::new();
@@ -198,7 +199,33 @@ impl Salesforce {
                 soql_list(chunk.iter().map(|c| c.as_str()))
             );
             let recs = self.inner.rest.query(&soql).await?;
-            out.extend(recs.iter().filter_map(|r| records::parse_case(n, r)));
+            let mut snapshots: Vec<CaseSnapshot> = recs
+                .iter()
+                .filter_map(|r| records::parse_case(n, r))
+                .collect();
+            // The newest AgentReply / CaseClosed row of each case, whatever its status.
+            let soql = format!(
+                "SELECT {}, CreatedDate FROM {} WHERE {} IN {} AND {} IN ('AgentReply', 'CaseClosed')",
+                n.row_case,
+                n.routing_object,
+                n.row_case,
+                soql_list(chunk.iter().map(|c| c.as_str())),
+                n.row_event
+            );
+            let closings = self.inner.rest.query(&soql).await?;
+            for r in &closings {
+                let case = r.get(&n.row_case).and_then(Value::as_str);
+                let created = r
+                    .get("CreatedDate")
+                    .and_then(Value::as_str)
+                    .and_then(records::parse_datetime);
+                if let (Some(case), Some(created)) = (case, created)
+                    && let Some(snap) = snapshots.iter_mut().find(|s| s.id.as_str() == case)
+                {
+                    snap.last_closing_row_at = snap.last_closing_row_at.max(Some(created));
+                }
+            }
+            out.extend(snapshots);
         }
         Ok(out)
     }

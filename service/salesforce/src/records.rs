@@ -150,6 +150,7 @@ pub(crate) fn parse_case(n: &Names, r: &Record) -> Option<CaseSnapshot> {
         skills: text(r, &n.case_skills),
         supplied_email: text(r, "SuppliedEmail"),
         supplied_name: text(r, "SuppliedName"),
+        last_closing_row_at: None,
     })
 }
 

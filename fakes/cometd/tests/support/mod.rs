@@ -30,6 +30,8 @@ pub struct Server {
     pub base: String,
     pub token_valid: Arc<AtomicBool>,
     pub channels: Arc<Mutex<HashSet<String>>>,
+    /// The path of every request served, in arrival order.
+    pub paths: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -43,10 +45,20 @@ impl Server {
             Arc::new(move |token| token == TOKEN && valid.load(Ordering::SeqCst)),
             Arc::new(move |channel| known.lock().is_ok_and(|c| c.contains(channel))),
         );
+        let paths = Arc::new(Mutex::new(Vec::new()));
+        let record = paths.clone();
         // Merged into a bigger router, as the fake Salesforce does.
         let app = axum::Router::new()
             .route("/services/data", axum::routing::get(|| async { "rest" }))
-            .merge(streaming.router());
+            .merge(streaming.router())
+            .layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    if let Ok(mut paths) = record.lock() {
+                        paths.push(request.uri().path().to_owned());
+                    }
+                    next.run(request)
+                },
+            ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
@@ -59,6 +71,7 @@ impl Server {
             base: format!("http://{addr}"),
             token_valid,
             channels,
+            paths,
         }
     }
 

@@ -1,0 +1,218 @@
+//! The real npm `cometd` 9 + `cometd-nodejs-client` 2 client against the fake endpoint
+//! (driver script: tests/js/fake-cometd-client.mjs).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sors_fake_cometd::{EventType, ForgetAdvice};
+use support::{Server, TOKEN, TOPIC, test_config};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+fn js_dir() -> PathBuf {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/js")).to_path_buf()
+}
+
+/// The node process running the driver script, and what it printed so far.
+struct NodeClient {
+    child: Child,
+    lines: mpsc::UnboundedReceiver<Value>,
+    seen: Vec<Value>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl NodeClient {
+    fn start(url: &str, replay: i64) -> NodeClient {
+        let dir = js_dir();
+        for module in ["cometd", "cometd-nodejs-client"] {
+            assert!(
+                dir.join("node_modules").join(module).is_dir(),
+                "tests/js/node_modules/{module} is missing: run ci/test (or `npm ci` in tests/js) first"
+            );
+        }
+        let mut child = Command::new("node")
+            .arg(dir.join("fake-cometd-client.mjs"))
+            .args([url, TOKEN, TOPIC, &replay.to_string()])
+            .current_dir(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run `node` ({e}): install Node 20 (ci/test does) to run this test")
+            });
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send(value);
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err_pipe = child.stderr.take().expect("piped stderr");
+        let sink = stderr.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err_pipe.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut s) = sink.lock() {
+                    s.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        });
+        NodeClient {
+            child,
+            lines,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// Waits (up to 20 s) for a new line matching `pred` and returns it.
+    async fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Ok(None) | Err(_) => {
+                    let status = self.child.try_wait().ok().flatten();
+                    let stderr = self.stderr.lock().map(|s| s.clone()).unwrap_or_default();
+                    panic!(
+                        "timed out waiting for {what}; node exit status {status:?}\nlines: {:#?}\nstderr: {stderr}",
+                        self.seen
+                    );
+                }
+            }
+        }
+    }
+
+    fn events(&self) -> Vec<i64> {
+        self.seen
+            .iter()
+            .filter(|l| l["kind"] == "event")
+            .filter_map(|l| l["replayId"].as_i64())
+            .collect()
+    }
+}
+
+fn kind(line: &Value, kind: &str) -> bool {
+    line["kind"] == kind
+}
+
+#[tokio::test]
+async fn real_cometd_client_replays_receives_and_survives_a_forget() {
+    let server = Server::start(test_config()).await;
+    let publish = |n: u32| {
+        server
+            .streaming
+            .publish(TOPIC, EventType::Created, json!({"Id": format!("a0B{n}")}))
+            .expect("published")
+    };
+    let before = publish(0);
+    let replayed = publish(1);
+
+    let mut node = NodeClient::start(&server.url(), before);
+    let hs = node
+        .wait_for("first handshake", |l| kind(l, "handshake"))
+        .await;
+    assert_eq!(hs["successful"], true, "{hs}");
+    let first_client = hs["clientId"].clone();
+    let sub = node
+        .wait_for("first subscribe", |l| kind(l, "subscribe"))
+        .await;
+    assert_eq!(
+        sub,
+        json!({"kind": "subscribe", "successful": true, "replay": before})
+    );
+    let ev = node
+        .wait_for("the replayed event", |l| kind(l, "event"))
+        .await;
+    assert_eq!(
+        ev["replayId"], replayed,
+        "only the event after {before} is replayed"
+    );
+    assert_eq!(ev["type"], "created");
+    assert_eq!(ev["sobject"], json!({"Id": "a0B1"}));
+
+    let live = publish(2);
+    let ev = node.wait_for("a live event", |l| kind(l, "event")).await;
+    assert_eq!(ev["replayId"], live);
+
+    server.streaming.forget_clients(ForgetAdvice::Handshake);
+    let failed = node
+        .wait_for("the connect refused after the forget", |l| {
+            kind(l, "connect")
+        })
+        .await;
+    assert_eq!(failed["error"], "403::Unknown client");
+    assert_eq!(failed["advice"]["reconnect"], "handshake");
+    let hs = node
+        .wait_for("the re-handshake", |l| kind(l, "handshake"))
+        .await;
+    assert_eq!(hs["successful"], true, "{hs}");
+    assert_ne!(hs["clientId"], first_client, "a new session");
+    let sub = node
+        .wait_for("the re-subscribe", |l| kind(l, "subscribe"))
+        .await;
+    assert_eq!(
+        sub,
+        json!({"kind": "subscribe", "successful": true, "replay": live}),
+        "re-subscribes from the last replay id it saw"
+    );
+
+    let after = publish(3);
+    let ev = node
+        .wait_for("an event after the forget", |l| kind(l, "event"))
+        .await;
+    assert_eq!(ev["replayId"], after);
+    assert_eq!(
+        node.events(),
+        vec![replayed, live, after],
+        "no loss, no duplicate"
+    );
+
+    let counters = server.streaming.counters();
+    assert_eq!(counters.handshakes, 2);
+    assert_eq!(counters.active_clients, 1);
+    assert_eq!(counters.delivered, 3);
+}
+
+#[tokio::test]
+async fn real_cometd_client_appends_the_message_type_to_a_dotless_url() {
+    // `/cometd/58` has no '.', so CometD JS posts to `/cometd/58/handshake`, `/cometd/58/connect`.
+    let server = Server::start(test_config()).await;
+    let mut node = NodeClient::start(&format!("{}/cometd/58", server.base), -1);
+    let hs = node.wait_for("handshake", |l| kind(l, "handshake")).await;
+    assert_eq!(hs["successful"], true, "{hs}");
+    let sub = node.wait_for("subscribe", |l| kind(l, "subscribe")).await;
+    assert_eq!(sub["successful"], true, "{sub}");
+    let id = server
+        .streaming
+        .publish(TOPIC, EventType::Updated, json!({"Id": "x"}))
+        .expect("published");
+    let ev = node.wait_for("event", |l| kind(l, "event")).await;
+    assert_eq!(ev["replayId"], id);
+    assert_eq!(ev["type"], "updated");
+    let paths = server.paths.lock().map(|p| p.clone()).unwrap_or_default();
+    // CometD JS appends only handshake/connect/disconnect; other messages go to `/cometd/58/`.
+    for path in ["/cometd/58/handshake", "/cometd/58/connect", "/cometd/58/"] {
+        assert!(paths.iter().any(|p| p == path), "{path} not in {paths:?}");
+    }
+}

@@ -1,0 +1,1150 @@
+//! The org: records, sessions, query locators, API counters and injected faults, all behind the
+//! one mutex of [`crate::FakeSalesforce`]. Every write (REST, composite, `OrgActor`, org set-up)
+//! goes through [`Org::create`], [`Org::update`] or [`Org::delete`], which run the routing
+//! trigger and evaluate PushTopics. Streaming side effects are returned as [`Effect`]s, to be
+//! applied after the lock is released.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use sors_fake_cometd::EventType;
+
+use crate::error::ApiError;
+use crate::ids;
+use crate::schema::{
+    self, CASE_OBJ, COMMENT_OBJ, EMAIL_OBJ, FieldDef, FieldType, GROUP_OBJ, MAPPING_OBJ,
+    ObjectDef, PUSHTOPIC_OBJ, ROW_OBJ, USER_OBJ,
+};
+use crate::soql::{self, Query, SValue};
+use crate::spec::{OAuthClientSpec, OrgSpec};
+use crate::trigger::{self, CaseView, Change, LastRow, Monitored};
+
+/// The API version used for record URLs when no request gave one.
+pub const DEFAULT_VERSION: &str = "v66.0";
+const POD: &str = "5g0";
+const MAX_LOCATORS: usize = 100;
+
+/// A streaming side effect of a write.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    Publish {
+        channel: String,
+        event_type: EventType,
+        sobject: Value,
+    },
+    ClearChannel(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub object: &'static ObjectDef,
+    pub fields: BTreeMap<&'static str, Value>,
+    /// Creation order.
+    pub seq: u64,
+    pub deleted: bool,
+}
+
+impl Record {
+    pub fn id(&self) -> &str {
+        self.str("Id").unwrap_or_default()
+    }
+
+    pub fn str(&self, field: &str) -> Option<&str> {
+        self.fields.get(field).and_then(Value::as_str)
+    }
+
+    fn bool(&self, field: &str) -> bool {
+        self.fields.get(field).and_then(Value::as_bool).unwrap_or(false)
+    }
+
+    /// The typed value SOQL sees.
+    pub fn svalue(&self, field: &str) -> SValue {
+        let ty = self.object.field(field).map(|f| f.ty);
+        match (self.fields.get(field), ty) {
+            (None | Some(Value::Null), _) => SValue::Null,
+            (Some(Value::String(s)), Some(FieldType::DateTime)) => soql::parse_datetime(s)
+                .map(SValue::DateTime)
+                .unwrap_or(SValue::Null),
+            (Some(Value::String(s)), _) => SValue::Str(s.clone()),
+            (Some(Value::Bool(b)), _) => SValue::Bool(*b),
+            (Some(Value::Number(n)), _) => n.as_f64().map(SValue::Num).unwrap_or(SValue::Null),
+            (Some(_), _) => SValue::Null,
+        }
+    }
+
+    /// REST JSON: `attributes` plus the given fields (all fields when `None`).
+    pub fn to_json(&self, fields: Option<&[String]>, version: &str) -> Value {
+        let mut m = Map::new();
+        m.insert(
+            "attributes".into(),
+            json!({
+                "type": self.object.name,
+                "url": format!("/services/data/{version}/sobjects/{}/{}", self.object.name, self.id()),
+            }),
+        );
+        let mut put = |name: &str| {
+            m.insert(name.to_owned(), self.fields.get(name).cloned().unwrap_or(Value::Null));
+        };
+        match fields {
+            Some(list) => list.iter().for_each(|f| put(f)),
+            None => self.object.all_fields().for_each(|f| put(f.name)),
+        }
+        Value::Object(m)
+    }
+}
+
+/// API calls by kind: how the project measures the cost of routing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ApiCounters {
+    pub login: u64,
+    pub query: u64,
+    pub query_more: u64,
+    pub create: u64,
+    pub read: u64,
+    pub update: u64,
+    pub delete: u64,
+    pub composite: u64,
+    pub limits: u64,
+    /// HTTP requests to `/cometd/...`.
+    pub streaming: u64,
+}
+
+/// The kinds of calls, for counting and for `fail_next`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallKind {
+    Login,
+    Query,
+    QueryMore,
+    Create,
+    Read,
+    Update,
+    Delete,
+    Composite,
+    Limits,
+    Streaming,
+    /// Only for `fail_next`: the next calls of any kind.
+    Any,
+}
+
+/// The error an injected failure answers with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum InjectedError {
+    /// HTTP 503, `SERVER_UNAVAILABLE`.
+    #[serde(rename = "503")]
+    ServiceUnavailable,
+    /// HTTP 403, `REQUEST_LIMIT_EXCEEDED`.
+    #[serde(rename = "REQUEST_LIMIT_EXCEEDED")]
+    RequestLimitExceeded,
+    /// HTTP 400, `UNABLE_TO_LOCK_ROW`.
+    #[serde(rename = "UNABLE_TO_LOCK_ROW")]
+    UnableToLockRow,
+}
+
+impl InjectedError {
+    pub fn api_error(self) -> ApiError {
+        match self {
+            InjectedError::ServiceUnavailable => ApiError::new(
+                503,
+                "SERVER_UNAVAILABLE",
+                "Server is temporarily unavailable. Please try again later.",
+            ),
+            InjectedError::RequestLimitExceeded => ApiError::request_limit(),
+            InjectedError::UnableToLockRow => ApiError::new(
+                400,
+                "UNABLE_TO_LOCK_ROW",
+                "unable to obtain exclusive access to this record",
+            ),
+        }
+    }
+}
+
+struct Session {
+    user_id: String,
+    last_used: Instant,
+}
+
+struct Locator {
+    records: Vec<Value>,
+    batch: usize,
+}
+
+/// One page of a query result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueryPage {
+    pub total_size: usize,
+    pub records: Vec<Value>,
+    pub next_records_url: Option<String>,
+}
+
+impl QueryPage {
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({
+            "totalSize": self.total_size,
+            "done": self.next_records_url.is_none(),
+            "records": self.records,
+        });
+        if let (Some(url), Some(m)) = (&self.next_records_url, v.as_object_mut()) {
+            m.insert("nextRecordsUrl".into(), json!(url));
+        }
+        v
+    }
+}
+
+struct Credentials {
+    user_id: String,
+    login_password: String,
+    username: String,
+}
+
+pub struct Org {
+    pub org_id: String,
+    pub name: String,
+    pub sandbox: bool,
+    pub daily_api_requests: u64,
+    pub allow_username_password_flow: bool,
+    records: BTreeMap<String, Record>,
+    next_number: HashMap<&'static str, u64>,
+    seq: u64,
+    last_time: DateTime<Utc>,
+    credentials: Vec<Credentials>,
+    clients: Vec<OAuthClientSpec>,
+    sessions: HashMap<String, Session>,
+    session_ttl: Duration,
+    locators: HashMap<String, Locator>,
+    locator_order: VecDeque<String>,
+    pub api_used: u64,
+    pub counters: ApiCounters,
+    pub latency: Duration,
+    fail_next: Vec<(CallKind, u32, InjectedError)>,
+    org_counter: u64,
+}
+
+fn random_alnum(n: usize) -> String {
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(n)
+        .map(char::from)
+        .collect()
+}
+
+fn invalid_field_for_update(name: &str) -> ApiError {
+    ApiError::new(
+        400,
+        "INVALID_FIELD_FOR_INSERT_UPDATE",
+        format!("Unable to create/update fields: {name}. Please check the security settings of this field and verify that it is read/write for your profile or permission set."),
+    )
+    .with_fields(&[name])
+}
+
+fn deserialize_error(def: &FieldDef, value: &Value) -> ApiError {
+    let token = match value {
+        Value::String(_) => "VALUE_STRING",
+        Value::Number(_) => "VALUE_NUMBER",
+        Value::Bool(b) => {
+            if *b {
+                "VALUE_TRUE"
+            } else {
+                "VALUE_FALSE"
+            }
+        }
+        Value::Array(_) => "START_ARRAY",
+        Value::Object(_) => "START_OBJECT",
+        Value::Null => "VALUE_NULL",
+    };
+    ApiError::json_parser(format!(
+        "Cannot deserialize instance of {} from {token} value for field {}",
+        def.ty.type_name(),
+        def.name
+    ))
+}
+
+impl Org {
+    /// Builds the org of `spec`: users, queues, then mappings through the normal write path.
+    pub fn new(spec: &OrgSpec, session_ttl: Duration) -> Result<Org, ApiError> {
+        let mut org = Org {
+            org_id: String::new(),
+            name: spec.name.clone(),
+            sandbox: spec.sandbox,
+            daily_api_requests: spec.daily_api_requests,
+            allow_username_password_flow: spec.allow_username_password_flow,
+            records: BTreeMap::new(),
+            next_number: HashMap::new(),
+            seq: 0,
+            last_time: DateTime::<Utc>::MIN_UTC,
+            credentials: Vec::new(),
+            clients: spec.oauth_clients.clone(),
+            sessions: HashMap::new(),
+            session_ttl,
+            locators: HashMap::new(),
+            locator_order: VecDeque::new(),
+            api_used: 0,
+            counters: ApiCounters::default(),
+            latency: Duration::ZERO,
+            fail_next: Vec::new(),
+            org_counter: 0,
+        };
+        org.new_org_id();
+        // Users first; the first user creates everything else.
+        let mut admin: Option<String> = None;
+        for u in &spec.users {
+            let creator = admin.clone().unwrap_or_default();
+            let mut fields = json!({"Username": u.username, "LastName": u.last_name, "Email": u.email});
+            if let (Some(first), Some(m)) = (&u.first_name, fields.as_object_mut()) {
+                m.insert("FirstName".into(), json!(first));
+            }
+            let (id, _) = org.create_as(&creator, USER_OBJ, &fields, true)?;
+            if admin.is_none() {
+                admin = Some(id.clone());
+                // The first user created itself.
+                if let Some(r) = org.records.get_mut(&id) {
+                    r.fields.insert("CreatedById", json!(id));
+                    r.fields.insert("LastModifiedById", json!(id));
+                }
+            }
+            org.credentials.push(Credentials {
+                user_id: id,
+                login_password: format!("{}{}", u.password, u.security_token),
+                username: u.username.clone(),
+            });
+        }
+        let admin = admin.unwrap_or_default();
+        for q in &spec.queues {
+            org.create(&admin, GROUP_OBJ, &json!({"Name": q.name, "Type": "Queue"}))?;
+        }
+        for m in &spec.mappings {
+            org.create(
+                &admin,
+                MAPPING_OBJ,
+                &json!({"Salesforce_Queue_Name__c": m.queue, "CIC_Workgroup_Name__c": m.workgroup}),
+            )?;
+        }
+        Ok(org)
+    }
+
+    fn new_org_id(&mut self) {
+        self.org_counter += 1;
+        let n = u64::from(rand::rng().random::<u32>()) * 1000 + self.org_counter;
+        self.org_id = ids::make("00D", POD, n);
+    }
+
+    /// The 15-character org id (as in `serverUrl` and session ids).
+    pub fn org_id15(&self) -> &str {
+        self.org_id.get(..15).unwrap_or(&self.org_id)
+    }
+
+    /// Strictly increasing timestamps, so `CreatedDate` orders records.
+    fn now(&mut self) -> DateTime<Utc> {
+        let now = Utc::now();
+        let t = if now > self.last_time {
+            now
+        } else {
+            self.last_time + chrono::Duration::milliseconds(1)
+        };
+        self.last_time = t;
+        t
+    }
+
+    // ------------------------------------------------------------ sessions, clients
+
+    /// Checks `username` / `password` (+ security token); returns a new session and the user id.
+    pub fn login(&mut self, username: &str, password: &str) -> Option<(String, String)> {
+        let cred = self
+            .credentials
+            .iter()
+            .find(|c| c.username.eq_ignore_ascii_case(username) && c.login_password == password)?;
+        let user_id = cred.user_id.clone();
+        let active = self.records.get(&user_id).is_some_and(|u| u.bool("IsActive") && !u.deleted);
+        active.then(|| (self.new_session(&user_id), user_id))
+    }
+
+    /// A session for the run-as user of an OAuth client, if the id and secret are right.
+    pub fn client_login(&mut self, client_id: &str, secret: &str) -> Result<(String, String), &'static str> {
+        let client = self
+            .clients
+            .iter()
+            .find(|c| c.client_id == client_id)
+            .ok_or("invalid_client_id")?;
+        if client.client_secret != secret {
+            return Err("invalid_client");
+        }
+        let run_as = client.run_as.clone();
+        let user_id = self
+            .credentials
+            .iter()
+            .find(|c| c.username.eq_ignore_ascii_case(&run_as))
+            .map(|c| c.user_id.clone())
+            .ok_or("invalid_client")?;
+        Ok((self.new_session(&user_id), user_id))
+    }
+
+    /// Is this a known OAuth client with this secret?
+    pub fn client_ok(&self, client_id: &str, secret: &str) -> Result<(), &'static str> {
+        match self.clients.iter().find(|c| c.client_id == client_id) {
+            None => Err("invalid_client_id"),
+            Some(c) if c.client_secret != secret => Err("invalid_client"),
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn new_session(&mut self, user_id: &str) -> String {
+        let sid = format!("{}!AQ{}", self.org_id15(), random_alnum(94));
+        self.sessions.insert(
+            sid.clone(),
+            Session {
+                user_id: user_id.to_owned(),
+                last_used: Instant::now(),
+            },
+        );
+        sid
+    }
+
+    /// The user of a valid session; every use extends it (`sessionSecondsValid` is an
+    /// inactivity timeout).
+    pub fn session_user(&mut self, sid: &str) -> Option<String> {
+        let ttl = self.session_ttl;
+        let s = self.sessions.get_mut(sid)?;
+        if s.last_used.elapsed() > ttl {
+            self.sessions.remove(sid);
+            return None;
+        }
+        s.last_used = Instant::now();
+        Some(s.user_id.clone())
+    }
+
+    pub fn session_seconds_valid(&self) -> u64 {
+        self.session_ttl.as_secs()
+    }
+
+    pub fn expire_sessions(&mut self) {
+        self.sessions.clear();
+    }
+
+    pub fn user_id_by_username(&self, username: &str) -> Option<String> {
+        self.credentials
+            .iter()
+            .find(|c| c.username.eq_ignore_ascii_case(username))
+            .map(|c| c.user_id.clone())
+    }
+
+    pub fn record(&self, id: &str) -> Option<&Record> {
+        self.records.get(id)
+    }
+
+    // ------------------------------------------------------------ counters and faults
+
+    pub fn count(&mut self, kind: CallKind) {
+        let c = &mut self.counters;
+        match kind {
+            CallKind::Login => c.login += 1,
+            CallKind::Query => c.query += 1,
+            CallKind::QueryMore => c.query_more += 1,
+            CallKind::Create => c.create += 1,
+            CallKind::Read => c.read += 1,
+            CallKind::Update => c.update += 1,
+            CallKind::Delete => c.delete += 1,
+            CallKind::Composite => c.composite += 1,
+            CallKind::Limits => c.limits += 1,
+            CallKind::Streaming => c.streaming += 1,
+            CallKind::Any => {}
+        }
+    }
+
+    pub fn add_fail_next(&mut self, kind: CallKind, count: u32, error: InjectedError) {
+        if count > 0 {
+            self.fail_next.push((kind, count, error));
+        }
+    }
+
+    /// Consumes one injected failure for a call of this kind, if one is pending.
+    pub fn take_failure(&mut self, kind: CallKind) -> Option<InjectedError> {
+        let pos = self
+            .fail_next
+            .iter()
+            .position(|(k, _, _)| *k == kind || *k == CallKind::Any)?;
+        let entry = self.fail_next.get_mut(pos)?;
+        entry.1 -= 1;
+        let err = entry.2;
+        if entry.1 == 0 {
+            self.fail_next.remove(pos);
+        }
+        Some(err)
+    }
+
+    /// Sandbox refresh: new org id, PushTopics deleted, sessions and query locators gone.
+    /// Returns the channels to clear.
+    pub fn sandbox_refresh(&mut self) -> Vec<Effect> {
+        self.new_org_id();
+        self.sessions.clear();
+        self.locators.clear();
+        self.locator_order.clear();
+        let topics: Vec<String> = self
+            .records
+            .iter()
+            .filter(|(_, r)| r.object.name == PUSHTOPIC_OBJ)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut effects = Vec::new();
+        for id in topics {
+            if let Some(r) = self.records.remove(&id) {
+                effects.push(Effect::ClearChannel(format!("/topic/{}", r.str("Name").unwrap_or_default())));
+            }
+        }
+        effects
+    }
+
+    pub fn dump(&self) -> Value {
+        let mut objects = Map::new();
+        for obj in schema::OBJECTS {
+            let recs: Vec<Value> = self
+                .records
+                .values()
+                .filter(|r| r.object.name == obj.name)
+                .map(|r| {
+                    let mut v = r.to_json(None, DEFAULT_VERSION);
+                    if let Some(m) = v.as_object_mut() {
+                        m.insert("IsDeleted".into(), json!(r.deleted));
+                    }
+                    v
+                })
+                .collect();
+            objects.insert(obj.name.to_owned(), Value::Array(recs));
+        }
+        json!({
+            "orgId": self.org_id,
+            "organizationName": self.name,
+            "sandbox": self.sandbox,
+            "apiUsage": {"used": self.api_used, "max": self.daily_api_requests},
+            "activeSessions": self.sessions.len(),
+            "objects": objects,
+        })
+    }
+
+    // ------------------------------------------------------------ queries
+
+    /// Runs a SOQL query; `batch` records per page, the rest behind a locator.
+    pub fn query(&mut self, text: &str, version: &str, batch: usize) -> Result<QueryPage, ApiError> {
+        let mut q = soql::parse(text)?;
+        let obj = q.bind()?;
+        let mut found: Vec<&Record> = self
+            .records
+            .values()
+            .filter(|r| r.object.name == obj.name && !r.deleted)
+            .filter(|r| q.matches(&|f| r.svalue(f)))
+            .collect();
+        found.sort_by(|a, b| q.compare(&|f| a.svalue(f), &|f| b.svalue(f)).then(a.seq.cmp(&b.seq)));
+        if let Some(limit) = q.limit {
+            found.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        }
+        let all: Vec<Value> = found.iter().map(|r| r.to_json(Some(&q.fields), version)).collect();
+        Ok(self.page(all, version, batch))
+    }
+
+    fn page(&mut self, mut all: Vec<Value>, version: &str, batch: usize) -> QueryPage {
+        let total_size = all.len();
+        if total_size <= batch {
+            return QueryPage {
+                total_size,
+                records: all,
+                next_records_url: None,
+            };
+        }
+        let first: Vec<Value> = all.drain(..batch).collect();
+        let locator = format!("01g{POD}{}", random_alnum(9));
+        let next = format!("/services/data/{version}/query/{locator}-{batch}");
+        all.splice(0..0, first.iter().cloned());
+        self.locators.insert(locator.clone(), Locator { records: all, batch });
+        self.locator_order.push_back(locator);
+        while self.locator_order.len() > MAX_LOCATORS {
+            if let Some(old) = self.locator_order.pop_front() {
+                self.locators.remove(&old);
+            }
+        }
+        QueryPage {
+            total_size,
+            records: first,
+            next_records_url: Some(next),
+        }
+    }
+
+    /// The page at `{locator}-{offset}`.
+    pub fn query_more(&self, locator_offset: &str, version: &str) -> Result<QueryPage, ApiError> {
+        let bad = || ApiError::new(400, "INVALID_QUERY_LOCATOR", "invalid query locator");
+        let (locator, offset) = locator_offset.rsplit_once('-').ok_or_else(bad)?;
+        let offset: usize = offset.parse().map_err(|_| bad())?;
+        let loc = self.locators.get(locator).ok_or_else(bad)?;
+        let total_size = loc.records.len();
+        let records: Vec<Value> = loc.records.iter().skip(offset).take(loc.batch).cloned().collect();
+        if offset >= total_size {
+            return Err(bad());
+        }
+        let end = offset + records.len();
+        Ok(QueryPage {
+            total_size,
+            records,
+            next_records_url: (end < total_size)
+                .then(|| format!("/services/data/{version}/query/{locator}-{end}")),
+        })
+    }
+
+    /// One live record of `object` (a REST path type, case-insensitive).
+    pub fn get(&self, object: &str, id: &str, version: &str) -> Result<Value, ApiError> {
+        let obj = rest_object(object)?;
+        let id = ids::normalize(id).ok_or_else(ApiError::not_found)?;
+        match self.records.get(&id) {
+            Some(r) if r.object.name == obj.name && !r.deleted => Ok(r.to_json(None, version)),
+            _ => Err(ApiError::not_found()),
+        }
+    }
+
+    // ------------------------------------------------------------ writes
+
+    /// Creates a record as `user_id`; returns its id and the streaming effects.
+    pub fn create(&mut self, user_id: &str, object: &str, input: &Value) -> Result<(String, Vec<Effect>), ApiError> {
+        self.create_as(user_id, object, input, false)
+    }
+
+    fn create_as(
+        &mut self,
+        user_id: &str,
+        object: &str,
+        input: &Value,
+        system: bool,
+    ) -> Result<(String, Vec<Effect>), ApiError> {
+        let obj = rest_object(object)?;
+        let given = self.convert_input(obj, input, true, system)?;
+        let mut fields: BTreeMap<&'static str, Value> = BTreeMap::new();
+        for (k, v) in given {
+            fields.insert(k, v);
+        }
+        self.apply_defaults(obj, user_id, &mut fields);
+        for f in obj.fields.iter().filter(|f| f.required) {
+            if fields.get(f.name).is_none_or(Value::is_null) {
+                return Err(ApiError::new(
+                    400,
+                    "REQUIRED_FIELD_MISSING",
+                    format!("Required fields are missing: [{}]", f.name),
+                )
+                .with_fields(&[f.name]));
+            }
+        }
+        self.before_save(obj, &mut fields, None)?;
+        let number = self.next_number.entry(obj.key_prefix).or_insert(0);
+        *number += 1;
+        let n = *number;
+        let id = ids::make(obj.key_prefix, POD, n);
+        let now = json!(soql::format_datetime(self.now()));
+        fields.insert("Id", json!(id));
+        for f in ["CreatedDate", "LastModifiedDate", "SystemModstamp"] {
+            fields.insert(f, now.clone());
+        }
+        fields.insert("CreatedById", json!(user_id));
+        fields.insert("LastModifiedById", json!(user_id));
+        match obj.name {
+            CASE_OBJ => {
+                fields.insert("CaseNumber", json!(format!("{:08}", 1000 + n)));
+            }
+            MAPPING_OBJ => {
+                fields.insert("Name", json!(format!("IRQ-{n:04}")));
+            }
+            ROW_OBJ => {
+                fields.insert("Name", json!(format!("ORQ-{n:06}")));
+            }
+            _ => {}
+        }
+        self.seq += 1;
+        let record = Record {
+            object: obj,
+            fields,
+            seq: self.seq,
+            deleted: false,
+        };
+        let mut effects = self.pushtopic_effects(&record, EventType::Created, None);
+        self.records.insert(id.clone(), record);
+        effects.extend(self.after_insert(obj, &id, user_id)?);
+        Ok((id, effects))
+    }
+
+    /// Updates a record; `object` is the REST path type (`None` for collections, where the
+    /// id decides).
+    pub fn update(&mut self, user_id: &str, object: Option<&str>, id: &str, input: &Value) -> Result<Vec<Effect>, ApiError> {
+        let (obj, id) = self.locate(object, id)?;
+        let given = self.convert_input(obj, input, false, false)?;
+        let old = self.records.get(&id).cloned().ok_or_else(ApiError::not_found)?;
+        let mut fields = old.fields.clone();
+        for (k, v) in given {
+            fields.insert(k, v);
+        }
+        if obj.name == CASE_OBJ && fields.get("OwnerId").is_none_or(Value::is_null) {
+            return Err(ApiError::new(400, "REQUIRED_FIELD_MISSING", "Required fields are missing: [OwnerId]").with_fields(&["OwnerId"]));
+        }
+        for f in obj.fields.iter().filter(|f| f.required) {
+            if fields.get(f.name).is_none_or(Value::is_null) {
+                return Err(ApiError::new(400, "REQUIRED_FIELD_MISSING", format!("Required fields are missing: [{}]", f.name)).with_fields(&[f.name]));
+            }
+        }
+        self.before_save(obj, &mut fields, Some(&id))?;
+        let changed: BTreeSet<&'static str> = obj
+            .all_fields()
+            .map(|f| f.name)
+            .filter(|f| fields.get(f) != old.fields.get(f))
+            .collect();
+        let now = json!(soql::format_datetime(self.now()));
+        fields.insert("LastModifiedDate", now.clone());
+        fields.insert("SystemModstamp", now);
+        fields.insert("LastModifiedById", json!(user_id));
+        let record = Record { fields, ..old.clone() };
+        let mut effects = self.pushtopic_effects(&record, EventType::Updated, Some(&changed));
+        if obj.name == PUSHTOPIC_OBJ {
+            let old_name = old.str("Name").unwrap_or_default();
+            let deactivated = old.bool("IsActive") && !record.bool("IsActive");
+            if deactivated || record.str("Name") != Some(old_name) {
+                effects.push(Effect::ClearChannel(format!("/topic/{old_name}")));
+            }
+        }
+        self.records.insert(id.clone(), record);
+        if obj.name == CASE_OBJ {
+            effects.extend(self.after_case_update(&old, &id, user_id)?);
+        }
+        Ok(effects)
+    }
+
+    pub fn delete(&mut self, object: &str, id: &str) -> Result<Vec<Effect>, ApiError> {
+        let (obj, id) = self.locate(Some(object), id)?;
+        let mut effects = Vec::new();
+        if let Some(r) = self.records.get(&id) {
+            effects = self.pushtopic_effects(r, EventType::Deleted, None);
+            if obj.name == PUSHTOPIC_OBJ {
+                effects.push(Effect::ClearChannel(format!("/topic/{}", r.str("Name").unwrap_or_default())));
+            }
+        }
+        if let Some(r) = self.records.get_mut(&id) {
+            r.deleted = true;
+        }
+        Ok(effects)
+    }
+
+    /// Snapshot for all-or-none operations.
+    pub fn snapshot(&self) -> (BTreeMap<String, Record>, HashMap<&'static str, u64>, u64) {
+        (self.records.clone(), self.next_number.clone(), self.seq)
+    }
+
+    pub fn restore(&mut self, snap: (BTreeMap<String, Record>, HashMap<&'static str, u64>, u64)) {
+        (self.records, self.next_number, self.seq) = snap;
+    }
+
+    /// The live record to write: the id must exist and belong to `object` when one is given.
+    fn locate(&self, object: Option<&str>, id: &str) -> Result<(&'static ObjectDef, String), ApiError> {
+        let path_obj = object.map(rest_object).transpose()?;
+        let id = ids::normalize(id).ok_or_else(|| match path_obj {
+            Some(_) => ApiError::not_found(),
+            None => ApiError::new(400, "MALFORMED_ID", format!("malformed id {id}")),
+        })?;
+        let r = self.records.get(&id).ok_or_else(ApiError::not_found)?;
+        if path_obj.is_some_and(|o| o.name != r.object.name) {
+            return Err(ApiError::not_found());
+        }
+        if r.deleted {
+            return Err(ApiError::entity_deleted());
+        }
+        Ok((r.object, id))
+    }
+
+    /// Checks and converts client JSON into stored values.
+    fn convert_input(
+        &self,
+        obj: &'static ObjectDef,
+        input: &Value,
+        create: bool,
+        system: bool,
+    ) -> Result<Vec<(&'static str, Value)>, ApiError> {
+        let map = input
+            .as_object()
+            .ok_or_else(|| ApiError::json_parser("Expected a JSON object with the record's fields"))?;
+        let mut out = Vec::new();
+        for (key, value) in map {
+            if key == "attributes" {
+                continue;
+            }
+            let def = obj.field(key).ok_or_else(|| {
+                ApiError::new(400, "INVALID_FIELD", format!("No such column '{key}' on sobject of type {}", obj.name))
+                    .with_fields(&[])
+            })?;
+            if def.name == "Id" && !create {
+                continue;
+            }
+            if !def.writable && !system {
+                return Err(invalid_field_for_update(def.name));
+            }
+            out.push((def.name, self.convert_value(def, value)?));
+        }
+        Ok(out)
+    }
+
+    fn convert_value(&self, def: &'static FieldDef, value: &Value) -> Result<Value, ApiError> {
+        if value.is_null() {
+            return Ok(Value::Null);
+        }
+        let too_long = |max: usize| {
+            ApiError::new(400, "STRING_TOO_LONG", format!("{}: data value too large (max length={max})", def.name))
+                .with_fields(&[def.name])
+        };
+        match def.ty {
+            FieldType::Text(max) => {
+                let s = value.as_str().ok_or_else(|| deserialize_error(def, value))?;
+                if s.chars().count() > max {
+                    return Err(too_long(max));
+                }
+                Ok(json!(s))
+            }
+            FieldType::TextArea | FieldType::AutoNumber => {
+                let s = value.as_str().ok_or_else(|| deserialize_error(def, value))?;
+                if s.chars().count() > 32_000 {
+                    return Err(too_long(32_000));
+                }
+                Ok(json!(s))
+            }
+            FieldType::Number => value.as_f64().map(|n| json!(n)).ok_or_else(|| deserialize_error(def, value)),
+            FieldType::Checkbox => value.as_bool().map(|b| json!(b)).ok_or_else(|| deserialize_error(def, value)),
+            FieldType::DateTime => {
+                let s = value.as_str().ok_or_else(|| deserialize_error(def, value))?;
+                let d = soql::parse_datetime(s).ok_or_else(|| {
+                    ApiError::json_parser(format!("Cannot deserialize value of type dateTime from String for field {}: not a valid date-time", def.name))
+                })?;
+                Ok(json!(soql::format_datetime(d)))
+            }
+            FieldType::Id | FieldType::Reference(_) => {
+                let s = value.as_str().ok_or_else(|| deserialize_error(def, value))?;
+                let id = ids::normalize(s).ok_or_else(|| {
+                    ApiError::new(400, "MALFORMED_ID", format!("{}: id value of incorrect type: {s}", def.name)).with_fields(&[def.name])
+                })?;
+                if let FieldType::Reference(targets) = def.ty {
+                    let ok = self
+                        .records
+                        .get(&id)
+                        .is_some_and(|r| !r.deleted && targets.contains(&r.object.name));
+                    if !ok {
+                        return Err(ApiError::new(400, "INVALID_CROSS_REFERENCE_KEY", format!("invalid cross reference id for field {}", def.name)).with_fields(&[def.name]));
+                    }
+                }
+                Ok(json!(id))
+            }
+        }
+    }
+
+    fn apply_defaults(&self, obj: &ObjectDef, user_id: &str, fields: &mut BTreeMap<&'static str, Value>) {
+        let mut default = |k: &'static str, v: Value| {
+            if fields.get(k).is_none_or(Value::is_null) {
+                fields.insert(k, v);
+            }
+        };
+        match obj.name {
+            USER_OBJ => default("IsActive", json!(true)),
+            CASE_OBJ => {
+                default("OwnerId", json!(user_id));
+                default("Status", json!("New"));
+            }
+            COMMENT_OBJ => default("IsPublished", json!(false)),
+            EMAIL_OBJ => default("Incoming", json!(false)),
+            ROW_OBJ => {
+                default("Status__c", json!("New"));
+                default("Attempts__c", json!(0.0));
+            }
+            PUSHTOPIC_OBJ => {
+                default("IsActive", json!(true));
+                default("NotifyForFields", json!("Referenced"));
+                for op in ["Create", "Update", "Delete", "Undelete"] {
+                    let name = match op {
+                        "Create" => "NotifyForOperationCreate",
+                        "Update" => "NotifyForOperationUpdate",
+                        "Delete" => "NotifyForOperationDelete",
+                        _ => "NotifyForOperationUndelete",
+                    };
+                    default(name, json!(true));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Validation and derived fields, for create (`id` None) and update.
+    fn before_save(&self, obj: &ObjectDef, fields: &mut BTreeMap<&'static str, Value>, id: Option<&str>) -> Result<(), ApiError> {
+        let text = |fields: &BTreeMap<&'static str, Value>, k: &str| {
+            fields.get(k).and_then(Value::as_str).unwrap_or_default().to_owned()
+        };
+        let others = |name: &'static str| {
+            self.records
+                .values()
+                .filter(move |r| r.object.name == name && !r.deleted && Some(r.id()) != id)
+        };
+        match obj.name {
+            USER_OBJ => {
+                let username = text(fields, "Username");
+                if others(USER_OBJ).any(|u| u.str("Username").is_some_and(|n| n.eq_ignore_ascii_case(&username))) {
+                    return Err(ApiError::new(400, "DUPLICATE_USERNAME", "Duplicate Username.").with_fields(&["Username"]));
+                }
+                let first = text(fields, "FirstName");
+                let name = format!("{first} {}", text(fields, "LastName"));
+                fields.insert("Name", json!(name.trim()));
+            }
+            GROUP_OBJ => {
+                let ty = text(fields, "Type");
+                if ty != "Queue" && ty != "Regular" {
+                    return Err(ApiError::new(400, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", format!("Type: bad value for restricted picklist field: {ty}")).with_fields(&["Type"]));
+                }
+                if fields.get("DeveloperName").is_none_or(Value::is_null) {
+                    let dev: String = text(fields, "Name").chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+                    fields.insert("DeveloperName", json!(dev));
+                }
+            }
+            CASE_OBJ => {
+                let closed = text(fields, "Status") == "Closed";
+                fields.insert("IsClosed", json!(closed));
+            }
+            MAPPING_OBJ => {
+                // Trigger (before save): Queue_Id__c from the queue name, case-sensitive.
+                let name = text(fields, "Salesforce_Queue_Name__c");
+                let queue = self
+                    .records
+                    .values()
+                    .find(|r| r.object.name == GROUP_OBJ && !r.deleted && r.str("Type") == Some("Queue") && r.str("Name") == Some(name.as_str()))
+                    .map(|r| r.id().to_owned())
+                    .ok_or_else(|| {
+                        ApiError::new(400, "FIELD_CUSTOM_VALIDATION_EXCEPTION", format!("Salesforce_Queue_Name__c: there is no queue named '{name}' (names are case-sensitive)"))
+                            .with_fields(&["Salesforce_Queue_Name__c"])
+                    })?;
+                if let Some(dup) = others(MAPPING_OBJ).find(|m| m.str("Queue_Id__c") == Some(queue.as_str())) {
+                    return Err(ApiError::new(400, "DUPLICATE_VALUE", format!("duplicate value found: Salesforce_Queue_Name__c duplicates value on record with id: {}", dup.id()))
+                        .with_fields(&["Salesforce_Queue_Name__c"]));
+                }
+                fields.insert("Queue_Id__c", json!(queue));
+            }
+            ROW_OBJ => {
+                if let Some(s) = fields.get("Skills__c").and_then(Value::as_str) {
+                    if s.chars().count() > 255 {
+                        return Err(ApiError::new(400, "STRING_TOO_LONG", "Skills__c: data value too large (max length=255)").with_fields(&["Skills__c"]));
+                    }
+                }
+            }
+            PUSHTOPIC_OBJ => {
+                let name = text(fields, "Name");
+                if let Some(dup) = others(PUSHTOPIC_OBJ).find(|t| t.str("Name") == Some(name.as_str())) {
+                    return Err(ApiError::new(400, "DUPLICATE_VALUE", format!("duplicate value found: Name duplicates value on record with id: {}", dup.id())).with_fields(&["Name"]));
+                }
+                validate_pushtopic(fields)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ trigger
+
+    fn monitored(&self) -> Monitored {
+        let mut m = Monitored::new();
+        let mut maps: Vec<&Record> = self.records.values().filter(|r| r.object.name == MAPPING_OBJ && !r.deleted).collect();
+        maps.sort_by_key(|r| r.seq);
+        for r in maps {
+            if let (Some(q), Some(w)) = (r.str("Queue_Id__c"), r.str("CIC_Workgroup_Name__c")) {
+                if !q.is_empty() {
+                    m.entry(q.to_owned()).or_insert_with(|| w.to_owned());
+                }
+            }
+        }
+        m
+    }
+
+    fn last_row(&self, case_id: &str) -> Option<LastRow> {
+        self.records
+            .values()
+            .filter(|r| r.object.name == ROW_OBJ && !r.deleted && r.str("Case__c") == Some(case_id))
+            .max_by_key(|r| r.seq)
+            .map(|r| LastRow {
+                queue_id: r.str("Salesforce_Queue_Id__c").map(str::to_owned),
+                workgroup: r.str("Workgroup__c").map(str::to_owned),
+            })
+    }
+
+    fn case_view(&self, case_id: &str) -> Option<CaseView> {
+        self.records.get(case_id).map(case_view)
+    }
+
+    fn after_insert(&mut self, obj: &ObjectDef, id: &str, user_id: &str) -> Result<Vec<Effect>, ApiError> {
+        let (case_id, rows) = {
+            let Some(rec) = self.records.get(id) else { return Ok(Vec::new()) };
+            match obj.name {
+                CASE_OBJ => {
+                    let view = case_view(rec);
+                    (id.to_owned(), trigger::rules(&Change::CaseInserted(&view), &self.monitored(), None))
+                }
+                COMMENT_OBJ | EMAIL_OBJ => {
+                    let case_id = rec.str("ParentId").unwrap_or_default().to_owned();
+                    let Some(view) = self.case_view(&case_id) else { return Ok(Vec::new()) };
+                    let last = self.last_row(&case_id);
+                    let change = if obj.name == COMMENT_OBJ {
+                        Change::CommentInserted { case: &view, author_id: rec.str("CreatedById").unwrap_or_default() }
+                    } else {
+                        Change::EmailInserted { case: &view, incoming: rec.bool("Incoming") }
+                    };
+                    (case_id.clone(), trigger::rules(&change, &self.monitored(), last.as_ref()))
+                }
+                _ => return Ok(Vec::new()),
+            }
+        };
+        self.write_rows(&case_id, rows, user_id)
+    }
+
+    fn after_case_update(&mut self, old: &Record, id: &str, user_id: &str) -> Result<Vec<Effect>, ApiError> {
+        let Some(new) = self.case_view(id) else { return Ok(Vec::new()) };
+        let old = case_view(old);
+        let last = self.last_row(id);
+        let rows = trigger::rules(&Change::CaseUpdated { old: &old, new: &new }, &self.monitored(), last.as_ref());
+        self.write_rows(id, rows, user_id)
+    }
+
+    fn write_rows(&mut self, case_id: &str, rows: Vec<trigger::RowToWrite>, user_id: &str) -> Result<Vec<Effect>, ApiError> {
+        let mut effects = Vec::new();
+        for row in rows {
+            let Some(case) = self.records.get(case_id) else { break };
+            let copy = |f: &str| case.fields.get(f).cloned().unwrap_or(Value::Null);
+            let fields = json!({
+                "Case__c": case_id,
+                "Case_Number__c": copy("CaseNumber"),
+                "Subject__c": copy("Subject"),
+                "From_Address__c": copy("SuppliedEmail"),
+                "From_Name__c": copy("SuppliedName"),
+                "Event__c": row.event,
+                "Salesforce_Queue_Id__c": row.queue_id,
+                "Workgroup__c": row.workgroup,
+                "Skills__c": copy("ObjectRouting_Skills__c"),
+                "Status__c": "New",
+                "Attempts__c": 0.0,
+            });
+            let (_, e) = self.create(user_id, ROW_OBJ, &fields)?;
+            effects.extend(e);
+        }
+        Ok(effects)
+    }
+
+    // ------------------------------------------------------------ PushTopics
+
+    /// Is there an active PushTopic with this name (the streaming channel check)?
+    pub fn active_topic(&self, name: &str) -> bool {
+        self.records.values().any(|r| {
+            r.object.name == PUSHTOPIC_OBJ && !r.deleted && r.bool("IsActive") && r.str("Name") == Some(name)
+        })
+    }
+
+    fn pushtopic_effects(&self, rec: &Record, op: EventType, changed: Option<&BTreeSet<&'static str>>) -> Vec<Effect> {
+        let mut out = Vec::new();
+        for topic in self.records.values() {
+            if topic.object.name != PUSHTOPIC_OBJ || topic.deleted || !topic.bool("IsActive") {
+                continue;
+            }
+            let flag = match op {
+                EventType::Created => "NotifyForOperationCreate",
+                EventType::Updated => "NotifyForOperationUpdate",
+                EventType::Deleted => "NotifyForOperationDelete",
+                EventType::Undeleted => "NotifyForOperationUndelete",
+            };
+            if !topic.bool(flag) {
+                continue;
+            }
+            let Ok(mut q) = soql::parse(topic.str("Query").unwrap_or_default()) else { continue };
+            let Ok(obj) = q.bind() else { continue };
+            if obj.name != rec.object.name {
+                continue;
+            }
+            if let Some(changed) = changed {
+                let mode = topic.str("NotifyForFields").unwrap_or("Referenced");
+                if !fields_trigger(mode, &q, changed) {
+                    continue;
+                }
+            }
+            if !q.matches(&|f| rec.svalue(f)) {
+                continue;
+            }
+            let mut sobject = Map::new();
+            for f in &q.fields {
+                sobject.insert(f.clone(), rec.fields.get(f.as_str()).cloned().unwrap_or(Value::Null));
+            }
+            out.push(Effect::Publish {
+                channel: format!("/topic/{}", topic.str("Name").unwrap_or_default()),
+                event_type: op,
+                sobject: Value::Object(sobject),
+            });
+        }
+        out
+    }
+}
+
+fn case_view(r: &Record) -> CaseView {
+    CaseView {
+        owner_id: r.str("OwnerId").unwrap_or_default().to_owned(),
+        is_closed: r.bool("IsClosed"),
+    }
+}
+
+/// The object of a REST path: unknown → 404 `NOT_FOUND` "sObject type 'X' is not supported."
+pub fn rest_object(name: &str) -> Result<&'static ObjectDef, ApiError> {
+    schema::object(name).ok_or_else(|| {
+        ApiError::new(404, "NOT_FOUND", format!("The requested resource does not exist: sObject type '{name}' is not supported."))
+    })
+}
+
+/// `NotifyForFields` on update: does this set of changed fields make the record evaluated?
+fn fields_trigger(mode: &str, q: &Query, changed: &BTreeSet<&'static str>) -> bool {
+    let select: Vec<&str> = q.fields.iter().map(String::as_str).filter(|f| *f != "Id").collect();
+    let wh = q.where_fields();
+    let wher: Vec<&str> = wh.iter().map(String::as_str).filter(|f| *f != "Id").collect();
+    let any = |list: &[&str]| list.iter().any(|f| changed.contains(f));
+    match mode {
+        "All" => true,
+        "Select" => any(&select),
+        "Where" => any(&wher),
+        _ => any(&select) || any(&wher),
+    }
+}
+
+/// PushTopic rules: query ≤ 1300 chars, parseable, one supported object, SELECT includes Id, no
+/// ORDER BY / LIMIT, a NotifyForFields value and the fields it needs.
+fn validate_pushtopic(fields: &BTreeMap<&'static str, Value>) -> Result<(), ApiError> {
+    let bad = |m: String| ApiError::new(400, "INVALID_FIELD", m).with_fields(&["Query"]);
+    let text = fields.get("Query").and_then(Value::as_str).unwrap_or_default();
+    let mut q = soql::parse(text).map_err(|e| bad(format!("Invalid PushTopic query: {}", e.message)))?;
+    let obj = q.bind().map_err(|e| bad(format!("Invalid PushTopic query: {}", e.message)))?;
+    if !obj.pushtopic_supported {
+        return Err(bad(format!("Invalid PushTopic query: PushTopics are not supported on {}", obj.name)));
+    }
+    if !q.fields.iter().any(|f| f == "Id") {
+        return Err(bad("Invalid PushTopic query: the SELECT clause must include the Id field".into()));
+    }
+    if !q.order_by.is_empty() {
+        return Err(bad("Invalid PushTopic query: ORDER BY is not supported in PushTopic queries".into()));
+    }
+    if q.limit.is_some() {
+        return Err(bad("Invalid PushTopic query: LIMIT is not supported in PushTopic queries".into()));
+    }
+    let mode = fields.get("NotifyForFields").and_then(Value::as_str).unwrap_or("Referenced");
+    let select_other = q.fields.iter().any(|f| f != "Id");
+    let where_other = q.where_fields().iter().any(|f| f != "Id");
+    let ok = match mode {
+        "All" => true,
+        "Referenced" => select_other || where_other,
+        "Select" => select_other,
+        "Where" => where_other,
+        other => {
+            return Err(ApiError::new(400, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", format!("NotifyForFields: bad value for restricted picklist field: {other}"))
+                .with_fields(&["NotifyForFields"]));
+        }
+    };
+    if !ok {
+        return Err(bad(format!("Invalid PushTopic query: NotifyForFields {mode} needs a field other than Id in the query")));
+    }
+    Ok(())
+}

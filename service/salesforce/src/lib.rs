@@ -20,7 +20,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sors_core::model::{CaseId, CaseSnapshot, NewRoutingRow, RoutingRow, RowId, RowUpdate};
+use sors_core::model::{
+    CaseId, CaseSnapshot, NewRoutingRow, RoutingRow, RowEvent, RowId, RowStatus, RowUpdate,
+};
 use tracing::{info, warn};
 
 pub use auth::SessionInfo;
@@ -188,7 +190,7 @@ impl Salesforce {
 
     /// The current state of these cases. A case missing from the answer is deleted (or not
     /// visible to the integration user). Two queries per 200 ids: the cases, and their
-    /// `AgentReply` / `CaseClosed` rows (for `last_closing_row_at`).
+    /// routing rows (for `last_closing_row_at` and `last_route_row_at`).
     pub async fn cases(&self, ids: &[CaseId]) -> Result<Vec<CaseSnapshot>> {
         let n = &self.inner.names;
         let mut out = Vec::new();
@@ -203,26 +205,35 @@ impl Salesforce {
                 .iter()
                 .filter_map(|r| records::parse_case(n, r))
                 .collect();
-            // The newest AgentReply / CaseClosed row of each case, whatever its status.
+            // The case's routing history: newest closing row (any status) and newest route
+            // row that did not fail.
             let soql = format!(
-                "SELECT {}, CreatedDate FROM {} WHERE {} IN {} AND {} IN ('AgentReply', 'CaseClosed')",
+                "SELECT {}, {}, {}, CreatedDate FROM {} WHERE {} IN {}",
                 n.row_case,
+                n.row_event,
+                n.row_status,
                 n.routing_object,
                 n.row_case,
-                soql_list(chunk.iter().map(|c| c.as_str())),
-                n.row_event
+                soql_list(chunk.iter().map(|c| c.as_str()))
             );
-            let closings = self.inner.rest.query(&soql).await?;
-            for r in &closings {
-                let case = r.get(&n.row_case).and_then(Value::as_str);
-                let created = r
-                    .get("CreatedDate")
-                    .and_then(Value::as_str)
-                    .and_then(records::parse_datetime);
-                if let (Some(case), Some(created)) = (case, created)
-                    && let Some(snap) = snapshots.iter_mut().find(|s| s.id.as_str() == case)
+            let history = self.inner.rest.query(&soql).await?;
+            for r in &history {
+                let field = |f: &str| r.get(f).and_then(Value::as_str).unwrap_or_default();
+                let Some(created) = records::parse_datetime(field("CreatedDate")) else {
+                    continue;
+                };
+                let Some(snap) = snapshots
+                    .iter_mut()
+                    .find(|s| s.id.as_str() == field(&n.row_case))
+                else {
+                    continue;
+                };
+                let event = field(&n.row_event);
+                if event == RowEvent::AgentReply.as_str() || event == RowEvent::CaseClosed.as_str()
                 {
                     snap.last_closing_row_at = snap.last_closing_row_at.max(Some(created));
+                } else if field(&n.row_status) != RowStatus::Failed.as_str() {
+                    snap.last_route_row_at = snap.last_route_row_at.max(Some(created));
                 }
             }
             out.extend(snapshots);

@@ -151,6 +151,7 @@ pub(crate) fn parse_case(n: &Names, r: &Record) -> Option<CaseSnapshot> {
         supplied_email: text(r, "SuppliedEmail"),
         supplied_name: text(r, "SuppliedName"),
         last_closing_row_at: None,
+        last_route_row_at: None,
     })
 }
 

@@ -46,7 +46,9 @@ pub fn secret_from_env(env: &dyn Source, var: &str) -> Result<Secret, SecretInpu
 /// Reads a secret as the first line of `input` (for `--password-stdin`), without its line end.
 pub fn secret_from_reader(input: &mut dyn BufRead) -> Result<Secret, SecretInputError> {
     let mut line = String::new();
-    let read = input.read_line(&mut line).map_err(SecretInputError::Stdin)?;
+    let read = input
+        .read_line(&mut line)
+        .map_err(SecretInputError::Stdin)?;
     if read == 0 {
         return Err(SecretInputError::StdinEmpty);
     }

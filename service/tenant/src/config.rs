@@ -462,12 +462,12 @@ impl Config {
                 });
             }
         };
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            ConfigError::Syntax {
-                path: path.clone(),
-                message: e.to_string().trim_end().to_owned(),
-            }
-        })?;
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: path.clone(),
+                    message: e.to_string().trim_end().to_owned(),
+                })?;
 
         let mut problems = Vec::new();
         let overridden = apply_env(&mut table, env, &mut problems);
@@ -480,9 +480,15 @@ impl Config {
         let mut config = match parsed {
             Ok(config) => config,
             Err(e) => {
+                let place = match e.span() {
+                    Some(span) if !overridden => {
+                        format!("{CONFIG_FILE} line {}", line_of(&text, span.start))
+                    }
+                    _ => CONFIG_FILE.to_owned(),
+                };
                 problems.push(Problem::new(
-                    CONFIG_FILE,
-                    e.to_string().trim_end().replace('\n', " "),
+                    place,
+                    e.message().trim_end().replace('\n', " "),
                 ));
                 return Err(ConfigError::Invalid { path, problems });
             }
@@ -617,7 +623,13 @@ impl Config {
             3600,
             &mut p,
         );
-        check_range("routing.max_attempts", r.max_attempts.into(), 1, 100, &mut p);
+        check_range(
+            "routing.max_attempts",
+            r.max_attempts.into(),
+            1,
+            100,
+            &mut p,
+        );
         check_range(
             "routing.retry_backoff_secs",
             r.retry_backoff_secs,
@@ -668,11 +680,7 @@ impl Config {
         }
 
         let log = &self.logging;
-        if log.level.trim().is_empty()
-            || tracing_subscriber::EnvFilter::builder()
-                .parse(&log.level)
-                .is_err()
-        {
+        if !is_log_filter(&log.level) {
             p.push(Problem::new(
                 "logging.level",
                 format!(
@@ -789,11 +797,20 @@ fn set_path(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         current = match entry {
             toml::Value::Table(inner) => inner,
-            _ => return Err(format!("config.toml has `{segment}` as a value, not a section")),
+            _ => {
+                return Err(format!(
+                    "config.toml has `{segment}` as a value, not a section"
+                ));
+            }
         };
     }
     current.insert(last.to_owned(), value);
     Ok(())
+}
+
+/// The 1-based line of byte offset `at` in `text`.
+fn line_of(text: &str, at: usize) -> usize {
+    text.bytes().take(at).filter(|b| *b == b'\n').count() + 1
 }
 
 fn dir_name(dir: &Path) -> String {
@@ -894,6 +911,20 @@ fn is_api_name(value: &str) -> bool {
         && value.len() <= 80
 }
 
+/// A level, or filter directives in which every bare word is a level (a bare `loud` would be
+/// a valid directive for a target named "loud": almost surely a mistake here).
+fn is_log_filter(value: &str) -> bool {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let directives: Vec<&str> = value.split(',').map(str::trim).collect();
+    !value.trim().is_empty()
+        && directives.iter().all(|d| {
+            d.contains('=') || d.contains('[') || LEVELS.contains(&d.to_ascii_lowercase().as_str())
+        })
+        && tracing_subscriber::EnvFilter::builder()
+            .parse(value)
+            .is_ok()
+}
+
 fn is_cors_origin(value: &str) -> bool {
     if value == "*" || value == "null" {
         return true;
@@ -975,6 +1006,12 @@ mod tests {
         assert!(is_cors_origin("https://dash.example.com"));
         assert!(is_cors_origin("http://127.0.0.1:8080"));
         assert!(!is_cors_origin("https://dash.example.com/index.html"));
+        assert!(is_log_filter("info"));
+        assert!(is_log_filter("WARN"));
+        assert!(is_log_filter("info,sors_icws=debug"));
+        assert!(!is_log_filter("loud"));
+        assert!(!is_log_filter(""));
+        assert!(!is_log_filter("info,sors_icws=loud"));
         assert!(is_tenant_name("acme-prod_1"));
         assert!(!is_tenant_name("../etc"));
         assert!(!is_tenant_name(""));

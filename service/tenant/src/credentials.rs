@@ -568,7 +568,11 @@ fn seal(cipher: &Aes256Gcm, plaintext: &[u8], field: &str) -> Result<Sealed, Cre
     })
 }
 
-fn seal_secret(cipher: &Aes256Gcm, secret: &Secret, field: &str) -> Result<Sealed, CredentialError> {
+fn seal_secret(
+    cipher: &Aes256Gcm,
+    secret: &Secret,
+    field: &str,
+) -> Result<Sealed, CredentialError> {
     seal(cipher, secret.expose().as_bytes(), field)
 }
 

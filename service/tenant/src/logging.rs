@@ -269,11 +269,7 @@ fn prune_and_report(dir: &Path, retention_days: u32) {
 /// (so `today` and the `retention_days - 1` days before it are kept). Only files named
 /// `application.YYYY-MM-DD.log` (or the original product's `application-YYYY-MM-DD.log`) are
 /// touched. Returns the removed files.
-pub fn prune_logs(
-    dir: &Path,
-    retention_days: u32,
-    today: NaiveDate,
-) -> io::Result<Vec<PathBuf>> {
+pub fn prune_logs(dir: &Path, retention_days: u32, today: NaiveDate) -> io::Result<Vec<PathBuf>> {
     let keep_from = today - chrono::Days::new(u64::from(retention_days.saturating_sub(1)));
     let mut removed = Vec::new();
     for entry in fs::read_dir(dir)? {
@@ -520,7 +516,14 @@ mod tests {
             event: None,
             others: String::new(),
         };
-        let line = format_syslog(Level::INFO, "Jan  1 00:00:00", "sors-t", 1, "icws.x", &fields);
+        let line = format_syslog(
+            Level::INFO,
+            "Jan  1 00:00:00",
+            "sors-t",
+            1,
+            "icws.x",
+            &fields,
+        );
         assert!(line.len() <= MAX_DATAGRAM);
         assert!(line.starts_with("<30>Jan  1 00:00:00 sors-t[1]: éé"));
     }

@@ -135,10 +135,7 @@ mod tests {
 
     #[test]
     fn config_value_wins_over_everything() {
-        let env = [
-            ("HTTPS_PROXY", "http://envproxy:1"),
-            ("NO_PROXY", "*"),
-        ];
+        let env = [("HTTPS_PROXY", "http://envproxy:1"), ("NO_PROXY", "*")];
         assert_eq!(
             effective_proxy(Some("http://cfg:3128"), &env, SF).as_deref(),
             Some("http://cfg:3128")
@@ -149,10 +146,19 @@ mod tests {
 
     #[test]
     fn env_variables_by_scheme_and_case() {
-        let upper = [("HTTPS_PROXY", "http://up:1"), ("https_proxy", "http://low:1")];
-        assert_eq!(effective_proxy(None, &upper, SF).as_deref(), Some("http://up:1"));
+        let upper = [
+            ("HTTPS_PROXY", "http://up:1"),
+            ("https_proxy", "http://low:1"),
+        ];
+        assert_eq!(
+            effective_proxy(None, &upper, SF).as_deref(),
+            Some("http://up:1")
+        );
         let lower = [("https_proxy", "http://low:1")];
-        assert_eq!(effective_proxy(None, &lower, SF).as_deref(), Some("http://low:1"));
+        assert_eq!(
+            effective_proxy(None, &lower, SF).as_deref(),
+            Some("http://low:1")
+        );
         // https falls back to the http proxy.
         let http_only = [("http_proxy", "http://plain:1")];
         assert_eq!(
@@ -161,19 +167,29 @@ mod tests {
         );
         // http never uses the https proxy.
         let https_only = [("HTTPS_PROXY", "http://s:1")];
-        assert_eq!(effective_proxy(None, &https_only, "http://cic1:8018/icws"), None);
+        assert_eq!(
+            effective_proxy(None, &https_only, "http://cic1:8018/icws"),
+            None
+        );
         assert_eq!(
             effective_proxy(None, &http_only, "http://cic1:8018/icws").as_deref(),
             Some("http://plain:1")
         );
         let empty = [("HTTPS_PROXY", ""), ("HTTP_PROXY", "http://h:1")];
-        assert_eq!(effective_proxy(None, &empty, SF).as_deref(), Some("http://h:1"));
+        assert_eq!(
+            effective_proxy(None, &empty, SF).as_deref(),
+            Some("http://h:1")
+        );
         let none: [(&str, &str); 0] = [];
         assert_eq!(effective_proxy(None, &none, SF), None);
     }
 
     fn bypassed(no_proxy: &str, target: &str) -> bool {
-        let env = [("HTTPS_PROXY", "http://p:1"), ("HTTP_PROXY", "http://p:1"), ("no_proxy", no_proxy)];
+        let env = [
+            ("HTTPS_PROXY", "http://p:1"),
+            ("HTTP_PROXY", "http://p:1"),
+            ("no_proxy", no_proxy),
+        ];
         effective_proxy(None, &env, target).is_none()
     }
 
@@ -184,7 +200,10 @@ mod tests {
         assert!(bypassed(".salesforce.com", SF));
         assert!(bypassed("*.salesforce.com", SF));
         assert!(bypassed("localhost, ACME.MY.SALESFORCE.COM", SF));
-        assert!(!bypassed("force.com", SF), "suffix must end on a label boundary");
+        assert!(
+            !bypassed("force.com", SF),
+            "suffix must end on a label boundary"
+        );
         assert!(!bypassed("alesforce.com", SF));
         assert!(!bypassed("example.com", SF));
         assert!(bypassed("10.0.0.0/8", "http://10.1.2.3:8018/icws"));
@@ -192,7 +211,10 @@ mod tests {
         assert!(bypassed("10.1.2.3", "http://10.1.2.3:8018/icws"));
         assert!(bypassed("cic1:8018", "http://cic1:8018/icws"));
         assert!(!bypassed("cic1:8019", "http://cic1:8018/icws"));
-        assert!(bypassed("cic1:443", "https://cic1/icws"), "default port counts");
+        assert!(
+            bypassed("cic1:443", "https://cic1/icws"),
+            "default port counts"
+        );
         assert!(bypassed("::1", "http://[::1]:8018/"));
         assert!(bypassed("[::1]:8018", "http://[::1]:8018/"));
         assert!(bypassed("fd00::/8", "http://[fd12::1]:8018/"));

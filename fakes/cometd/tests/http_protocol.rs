@@ -772,3 +772,25 @@ async fn bad_messages_get_bayeux_errors_and_the_server_carries_on() {
         true
     );
 }
+
+#[tokio::test]
+async fn a_connect_asking_for_timeout_zero_is_not_held() {
+    // CometD clients send advice.timeout=0 after a lost connection to be answered at once.
+    let server = Server::start(Config {
+        connect_hold: Duration::from_secs(60),
+        ..test_config()
+    })
+    .await;
+    let client = server.client();
+    let id = client.connected().await;
+    let reply = tokio::time::timeout(
+        Duration::from_secs(20),
+        client.post(json!([{
+            "channel": "/meta/connect", "clientId": id, "connectionType": "long-polling",
+            "id": "t0", "advice": {"timeout": 0}
+        }])),
+    )
+    .await
+    .expect("answered without the 60 s hold");
+    assert_eq!(reply.meta("/meta/connect")["successful"], true);
+}

@@ -5,5 +5,7 @@
 //! sockets.
 
 pub mod model;
+pub mod router;
+pub mod rules;
 
 pub use model::*;

@@ -195,6 +195,16 @@ pub struct CaseSnapshot {
     /// `SuppliedEmail` / `SuppliedName` (Email-to-Case sender).
     pub supplied_email: String,
     pub supplied_name: String,
+    /// `CreatedDate` of the case's newest `AgentReply` or `CaseClosed` routing row, whatever its
+    /// status: a route row older than this was answered already, even if it arrives late (a lost
+    /// push found by the sweep).
+    #[serde(default)]
+    pub last_closing_row_at: Option<DateTime<Utc>>,
+    /// `CreatedDate` of the case's newest route row (any event but `AgentReply`/`CaseClosed`)
+    /// that is not `Failed`: a closing row older than this arrives after the customer wrote
+    /// again, and must not disconnect the newer interaction.
+    #[serde(default)]
+    pub last_route_row_at: Option<DateTime<Utc>>,
 }
 
 /// A write to a routing row. `None` fields are left as they are.

@@ -1,0 +1,592 @@
+//! The routing rules of routing.md §3, one story per test, against the pure in-memory world.
+
+mod world;
+
+use chrono::TimeDelta;
+use sors_core::model::*;
+use sors_core::router::*;
+use world::*;
+
+fn settings() -> Settings {
+    Settings {
+        route_timeout: TimeDelta::seconds(10),
+        retry_backoff: TimeDelta::seconds(2),
+        ..Settings::default()
+    }
+}
+
+fn world() -> World {
+    let mut w = World::new(settings());
+    w.settle();
+    w
+}
+
+fn failed_reason(w: &World, row: &RowId) -> String {
+    assert_eq!(
+        w.status(row),
+        RowStatus::Failed,
+        "row {row} should be Failed"
+    );
+    w.row(row).error.clone().unwrap_or_default()
+}
+
+#[test]
+fn a_new_case_becomes_one_interaction_and_the_row_is_processed() {
+    let mut w = world();
+    let case = w.add_case(EN, "English;Premium");
+    let row = w.add_row(&case, "New", "Support_EN", "English; Premium");
+    w.push(std::slice::from_ref(&row));
+    w.settle();
+
+    assert_eq!(w.status(&row), RowStatus::Processed);
+    let live = w.live_of(&case);
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].workgroup, "Support_EN");
+    assert_eq!(live[0].skills, "English;Premium");
+    assert_eq!(w.row(&row).interaction_id.as_ref(), Some(&live[0].id));
+    assert_eq!(w.row(&row).attempts, 1);
+    // claimed (Processing) before the mark
+    let statuses: Vec<RowStatus> = w
+        .writes
+        .iter()
+        .filter(|u| u.id == row)
+        .map(|u| u.status)
+        .collect();
+    assert_eq!(statuses, vec![RowStatus::Processing, RowStatus::Processed]);
+    assert!(
+        w.notices
+            .iter()
+            .any(|n| matches!(n, Notice::Routed { row: r, .. } if *r == row))
+    );
+}
+
+#[test]
+fn a_row_delivered_by_push_scan_and_sweep_is_raised_once() {
+    let mut w = world();
+    let case = w.add_case(EN, "");
+    let row = w.add_row(&case, "New", "Support_EN", "");
+    w.push(&[row.clone(), row.clone()]);
+    w.scan();
+    w.sweep();
+    w.push(std::slice::from_ref(&row));
+    w.settle();
+    assert_eq!(w.raises.get(&row), Some(&1));
+    assert_eq!(w.status(&row), RowStatus::Processed);
+    assert_eq!(w.live_of(&case).len(), 1);
+}
+
+#[test]
+fn a_case_already_live_in_the_workgroup_is_not_routed_again() {
+    let mut w = world();
+    let case = w.add_case(EN, "");
+    let first = w.add_row(&case, "New", "Support_EN", "");
+    w.push(std::slice::from_ref(&first));
+    w.settle();
+    let comment = w.add_row(&case, "Comment", "Support_EN", "");
+    w.push(std::slice::from_ref(&comment));
+    w.settle();
+    assert_eq!(w.status(&comment), RowStatus::Processed);
+    assert_eq!(w.raises.get(&comment), None);
+    let live = w.live_of(&case);
+    assert_eq!(live.len(), 1);
+    assert_eq!(w.row(&comment).interaction_id.as_ref(), Some(&live[0].id));
+}
+
+#[test]
+fn a_case_moved_to_another_queue_is_disconnected_there_first() {
+    let mut w = world();
+    let case = w.add_case(EN, "");
+    let first = w.add_row(&case, "New", "Support_EN", "");
+    w.push(std::slice::from_ref(&first));
+    w.settle();
+    let old = w.live_of(&case)[0].id.clone();
+
+    w.cases.get_mut(&case).unwrap().owner_id = FR.into();
+    let moved = w.add_row(&case, "QueueChanged", "Support_FR", "");
+    w.push(std::slice::from_ref(&moved));
+    w.settle();
+
+    assert_eq!(w.status(&moved), RowStatus::Processed);
+    assert!(!w.ix[&old].live, "the old interaction is disconnected");
+    let live = w.live_of(&case);
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].workgroup, "Support_FR");
+}
+
+#[test]
+fn agent_reply_disconnects_when_auto_disconnect_is_on() {
+    let mut w = world();
+    let case = w.add_case(EN, "");
+    let first = w.add_row(&case, "New", "Support_EN", "");
+    w.push(&[first]);
+    w.settle();
+    let iid = w.live_of(&case)[0].id.clone();
+    let reply = w.add_row(&case, "AgentReply", "Support_EN", "");
+    w.push(std::slice::from_ref(&reply));
+    w.settle();
+    assert_eq!(w.status(&reply), RowStatus::Processed);
+    assert!(w.live_of(&case).is_empty());
+    assert_eq!(w.row(&reply).interaction_id.as_ref(), Some(&iid));
+}
+
+#[test]
+fn agent_reply_leaves_the_interaction_when_auto_disconnect_is_off() {
+    let mut w = World::new(Settings {
+        auto_disconnect_on_reply: false,
+        ..settings()
+    });
+    w.settle();
+    let case = w.add_case(EN, "");
+    let first = w.add_row(&case, "New", "Support_EN", "");
+    w.push(&[first]);
+    w.settle();
+    let reply = w.add_row(&case, "AgentReply", "Support_EN", "");
+    w.push(std::slice::from_ref(&reply));
+    w.settle();
+    assert_eq!(w.status(&reply), RowStatus::Processed);
+    assert_eq!(w.live_of(&case).len(), 1);
+    assert!(
+        w.row(&reply)
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("auto-disconnect")
+    );
+
+    // a closed case is disconnected whatever the setting
+    let closed = w.add_row(&case, "CaseClosed", "Support_EN", "");
+    w.push(std::slice::from_ref(&closed));
+    w.settle();
+    assert_eq!(w.status(&closed), RowStatus::Processed);
+    assert!(w.live_of(&case).is_empty());
+}
+
+#[test]
+fn a_backlog_routes_only_the_latest_row_and_honours_a_reply() {
+    let mut w = world();
+    let a = w.add_case(EN, "");
+    let a1 = w.add_row(&a, "New", "Support_EN", "");
+    let a2 = w.add_row(&a, "Comment", "Support_EN", "");
+    let a3 = w.add_row(&a, "EmailReceived", "Support_EN", "");
+    let b = w.add_case(EN, "");
+    let b1 = w.add_row(&b, "New", "Support_EN", "");
+    let b2 = w.add_row(&b, "AgentReply", "Support_EN", "");
+    w.scan();
+    w.settle();
+    for r in [&a1, &a2] {
+        assert_eq!(w.status(r), RowStatus::Processed);
+        assert!(w.row(r).error.as_deref().unwrap().contains("superseded"));
+    }
+    assert_eq!(w.raises.get(&a3), Some(&1));
+    assert_eq!(w.live_of(&a).len(), 1);
+    // b: the reply supersedes the New row: no interaction at all
+    assert!(w.row(&b1).error.as_deref().unwrap().contains("AgentReply"));
+    assert_eq!(w.status(&b2), RowStatus::Processed);
+    assert_eq!(w.raises.get(&b1), None);
+    assert!(w.live_of(&b).is_empty());
+}
+
+#[test]
+fn rows_whose_case_left_routing_create_nothing() {
+    let mut w = world();
+    let taken = w.add_case(AGENT, "");
+    let deleted = w.add_case(EN, "");
+    let closed = w.add_case(EN, "");
+    let unmonitored = w.add_case(UNMONITORED, "");
+    let r1 = w.add_row(&taken, "New", "Support_EN", "");
+    let r2 = w.add_row(&deleted, "New", "Support_EN", "");
+    let r3 = w.add_row(&closed, "New", "Support_EN", "");
+    let r4 = w.add_row(&unmonitored, "New", "Support_EN", "");
+    w.cases.remove(&deleted);
+    w.cases.get_mut(&closed).unwrap().is_closed = true;
+    w.scan();
+    w.settle();
+    for (r, why) in [
+        (&r1, "no monitored queue"),
+        (&r2, "deleted"),
+        (&r3, "closed"),
+        (&r4, "no monitored queue"),
+    ] {
+        assert_eq!(w.status(r), RowStatus::Processed);
+        let note = w.row(r).error.clone().unwrap();
+        assert!(
+            note.contains("case left routing") && note.contains(why),
+            "{note}"
+        );
+    }
+    assert_eq!(w.total_raises(), 0);
+}
+
+#[test]
+fn malformed_rows_fail_with_a_readable_reason_and_disturb_nothing() {
+    let mut w = world();
+    let case = w.add_case(EN, "");
+    let pipe = w.add_row(&case, "New", "Support_EN", "English|French");
+    let long_case = w.add_case(EN, "");
+    let long = w.add_row(&long_case, "New", "Support_EN", &"x".repeat(256));
+    let wg_case = w.add_case(EN, "");
+    let no_wg = w.add_row(&wg_case, "New", "Nowhere", "");
+    let op_case = w.add_case(EN, "");
+    let not_acd = w.add_row(&op_case, "New", "Operators", "");
+    let sk_case = w.add_case(EN, "");
+    let no_skill = w.add_row(&sk_case, "New", "Support_EN", "English;Klingon");
+    let ev_case = w.add_case(EN, "");
+    let bad_event = w.add_row(&ev_case, "Escalated", "Support_EN", "");
+    let good_case = w.add_case(EN, "");
+    let good = w.add_row(&good_case, "New", "Support_EN", "English");
+    let mut orphan = w.rows[&good].clone();
+    orphan.id = RowId::from("a01ORPHAN00000001");
+    orphan.case_id = None;
+    w.rows.insert(orphan.id.clone(), orphan.clone());
+    w.scan();
+    w.settle();
+
+    assert!(failed_reason(&w, &pipe).contains("'|'"));
+    assert!(failed_reason(&w, &long).contains("256 characters"));
+    assert!(failed_reason(&w, &no_wg).contains("no workgroup named 'Nowhere'"));
+    assert!(failed_reason(&w, &not_acd).contains("not an ACD email workgroup"));
+    assert!(failed_reason(&w, &no_skill).contains("'Klingon'"));
+    assert!(failed_reason(&w, &bad_event).contains("Unknown Event__c 'Escalated'"));
+    assert!(failed_reason(&w, &orphan.id).contains("Case__c is empty"));
+    assert_eq!(w.status(&good), RowStatus::Processed);
+    assert_eq!(w.total_raises(), 1);
+}
+
+#[test]
+fn no_answer_is_retried_with_backoff_then_failed() {
+    let mut w = world();
+    w.cic_silent = true;
+    let case = w.add_case(EN, "");
+    let row = w.add_row(&case, "New", "Support_EN", "");
+    w.push(std::slice::from_ref(&row));
+    w.run_to_quiescence(200);
+    let reason = failed_reason(&w, &row);
+    assert!(reason.contains("no answer from CIC"), "{reason}");
+    assert_eq!(w.raises[&row], settings().max_attempts);
+    assert_eq!(w.row(&row).attempts, settings().max_attempts);
+}
+
+#[test]
+fn a_late_answer_after_a_retry_creates_one_interaction() {
+    let mut w = world();
+    w.cic_silent = true;
+    let case = w.add_case(EN, "");
+    let row = w.add_row(&case, "New", "Support_EN", "");
+    w.push(std::slice::from_ref(&row));
+    w.settle();
+    w.tick(11); // timeout → backoff
+    w.settle();
+    w.cic_silent = false;
+    w.run_to_quiescence(50);
+    assert_eq!(w.status(&row), RowStatus::Processed);
+    assert_eq!(w.created_per_entry[&row], 1);
+    assert_eq!(w.row(&row).attempts, 2);
+}
+
+#[test]
+fn rows_of_one_case_run_in_order_one_at_a_time() {
+    let mut w = world();
+    let case = w.add_case(EN, "");
+    let first = w.add_row(&case, "New", "Support_EN", "");
+    w.push(std::slice::from_ref(&first));
+    // deliver only up to the claim: the raise is answered later
+    w.cic_silent = true;
+    w.settle();
+    let reply = w.add_row(&case, "AgentReply", "Support_EN", "");
+    w.push(std::slice::from_ref(&reply));
+    w.settle();
+    assert_eq!(
+        w.status(&reply),
+        RowStatus::New,
+        "waits for the earlier row of its case"
+    );
+    w.cic_silent = false;
+    w.tick(11);
+    w.run_to_quiescence(50);
+    assert_eq!(w.status(&first), RowStatus::Processed);
+    assert_eq!(w.status(&reply), RowStatus::Processed);
+    assert!(w.live_of(&case).is_empty());
+}
+
+#[test]
+fn concurrency_is_bounded_by_max_in_flight() {
+    let mut w = World::new(Settings {
+        max_in_flight: 3,
+        ..settings()
+    });
+    w.settle();
+    w.cic_silent = true;
+    let rows: Vec<RowId> = (0..10)
+        .map(|_| {
+            let c = w.add_case(EN, "");
+            w.add_row(&c, "New", "Support_EN", "")
+        })
+        .collect();
+    w.push(&rows);
+    w.settle();
+    assert_eq!(w.total_raises(), 3);
+    assert_eq!(w.router.status().in_flight, 3);
+    w.cic_silent = false;
+    w.run_to_quiescence(100);
+    assert!(rows.iter().all(|r| w.status(r) == RowStatus::Processed));
+}
+
+#[test]
+fn a_burst_costs_few_write_calls() {
+    let mut w = world();
+    let rows: Vec<RowId> = (0..100)
+        .map(|_| {
+            let c = w.add_case(EN, "");
+            w.add_row(&c, "New", "Support_EN", "")
+        })
+        .collect();
+    w.push(&rows);
+    w.settle();
+    assert!(rows.iter().all(|r| w.status(r) == RowStatus::Processed));
+    // in-memory answers come back one by one, so this bounds the router's own batching:
+    // the claims of a batch go out in one write
+    let claim_batches = w
+        .writes
+        .iter()
+        .filter(|u| u.status == RowStatus::Processing)
+        .count();
+    assert_eq!(claim_batches, 100);
+    assert!(
+        w.write_calls < 200,
+        "{} write calls for 100 rows",
+        w.write_calls
+    );
+}
+
+#[test]
+fn the_sweep_reports_missed_pushes() {
+    let mut w = world();
+    let case = w.add_case(EN, "");
+    let row = w.add_row(&case, "New", "Support_EN", "");
+    w.sweep();
+    w.settle();
+    assert!(w.notices.contains(&Notice::PushLost { rows: 1 }));
+    assert_eq!(w.status(&row), RowStatus::Processed);
+    // a row already known is not a missed push
+    let later_case = w.add_case(EN, "");
+    let later = w.add_row(&later_case, "New", "Support_EN", "");
+    w.push(std::slice::from_ref(&later));
+    w.sweep();
+    w.settle();
+    assert_eq!(
+        w.notices
+            .iter()
+            .filter(|n| matches!(n, Notice::PushLost { .. }))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_processing_row_whose_interaction_exists_is_just_marked() {
+    let mut w = world();
+    let case = w.add_case(EN, "");
+    let row = w.add_row(&case, "New", "Support_EN", "");
+    w.rows.get_mut(&row).unwrap().status = RowStatus::Processing;
+    w.rows.get_mut(&row).unwrap().attempts = 1;
+    let iid = w.make_live(&case, &row, "Support_EN");
+    // the router restarts: fresh memory, CIC snapshot shows the interaction
+    let mut w2 = World::new(settings());
+    w2.rows = w.rows.clone();
+    w2.cases = w.cases.clone();
+    w2.ix = w.ix.clone();
+    w2.handler = w.handler.clone();
+    w2.settle();
+    w2.scan();
+    w2.settle();
+    assert_eq!(w2.status(&row), RowStatus::Processed);
+    assert_eq!(w2.row(&row).interaction_id.as_ref(), Some(&iid));
+    assert_eq!(w2.total_raises(), 0);
+}
+
+#[test]
+fn switchover_without_recovery_reroutes_lost_interactions_once() {
+    let mut w = world();
+    let case = w.add_case(EN, "English");
+    let row = w.add_row(&case, "New", "Support_EN", "English");
+    w.push(std::slice::from_ref(&row));
+    w.settle();
+    let old = w.live_of(&case)[0].id.clone();
+    w.switchover(false);
+    w.run_to_quiescence(20);
+    let live = w.live_of(&case);
+    assert_eq!(live.len(), 1, "the lost interaction is re-routed");
+    assert_ne!(live[0].id, old);
+    let recovery: Vec<&RoutingRow> = w
+        .rows
+        .values()
+        .filter(|r| r.event == "SwitchoverRecovery")
+        .collect();
+    assert_eq!(recovery.len(), 1);
+    assert_eq!(recovery[0].status, RowStatus::Processed);
+    assert_eq!(recovery[0].interaction_id.as_ref(), Some(&live[0].id));
+    assert_eq!(
+        w.row(&row).interaction_id.as_ref(),
+        Some(&old),
+        "the audit trail keeps the first"
+    );
+}
+
+#[test]
+fn switchover_with_recovery_changes_nothing() {
+    let mut w = world();
+    let case = w.add_case(EN, "");
+    let row = w.add_row(&case, "New", "Support_EN", "");
+    w.push(&[row]);
+    w.settle();
+    w.switchover(true);
+    w.run_to_quiescence(20);
+    assert_eq!(w.live_of(&case).len(), 1);
+    assert!(w.rows.values().all(|r| r.event != "SwitchoverRecovery"));
+}
+
+#[test]
+fn switchover_rerouting_can_be_turned_off() {
+    let mut w = World::new(Settings {
+        reroute_lost_on_switchover: false,
+        ..settings()
+    });
+    w.settle();
+    let case = w.add_case(EN, "");
+    let row = w.add_row(&case, "New", "Support_EN", "");
+    w.push(&[row]);
+    w.settle();
+    w.switchover(false);
+    w.run_to_quiescence(20);
+    assert!(w.live_of(&case).is_empty());
+    assert!(w.notices.iter().any(|n| matches!(
+        n,
+        Notice::SwitchoverReconciled {
+            lost: 1,
+            rerouting: 0,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn a_row_raised_when_cic_drops_is_raised_again_after_reconnect() {
+    let mut w = world();
+    w.cic_silent = true;
+    let case = w.add_case(EN, "");
+    let row = w.add_row(&case, "New", "Support_EN", "");
+    w.push(std::slice::from_ref(&row));
+    w.settle();
+    w.cic_silent = false;
+    w.switchover(false);
+    w.settle();
+    assert_eq!(w.status(&row), RowStatus::Processed);
+    assert_eq!(w.raises[&row], 2);
+    assert_eq!(w.created_per_entry[&row], 1);
+    assert_eq!(w.live_of(&case).len(), 1);
+}
+
+#[test]
+fn nothing_routes_while_cic_is_down_and_everything_does_after() {
+    let mut w = world();
+    w.inputs.push_back(Input::IcwsDown {
+        reason: "test".into(),
+    });
+    w.cic_up = false;
+    w.settle();
+    let case = w.add_case(EN, "");
+    let row = w.add_row(&case, "New", "Support_EN", "");
+    w.push(std::slice::from_ref(&row));
+    w.settle();
+    assert_eq!(w.status(&row), RowStatus::New);
+    assert_eq!(w.total_raises(), 0);
+    w.cic_up = true;
+    w.switchover(true);
+    w.settle();
+    assert_eq!(w.status(&row), RowStatus::Processed);
+}
+
+// Stories found by the property test: rows that arrive late (their push was lost, the sweep
+// finds them) must be judged against what Salesforce says now.
+
+#[test]
+fn a_late_new_row_after_a_handled_reply_routes_nothing() {
+    let mut w = world();
+    let case = w.add_case(EN, "");
+    let lost = w.add_row(&case, "New", "Support_EN", "");
+    let reply = w.add_row(&case, "AgentReply", "Support_EN", "");
+    w.push(std::slice::from_ref(&reply));
+    w.settle();
+    w.sweep();
+    w.settle();
+    assert_eq!(w.status(&lost), RowStatus::Processed);
+    assert!(
+        w.row(&lost)
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("superseded")
+    );
+    assert!(w.live_of(&case).is_empty());
+}
+
+#[test]
+fn a_late_reply_does_not_disconnect_what_the_customer_asked_for_since() {
+    let mut w = world();
+    let case = w.add_case(EN, "");
+    let first = w.add_row(&case, "New", "Support_EN", "");
+    w.push(std::slice::from_ref(&first));
+    w.settle();
+    let lost_reply = w.add_row(&case, "AgentReply", "Support_EN", "");
+    let email = w.add_row(&case, "EmailReceived", "Support_EN", "");
+    w.push(std::slice::from_ref(&email));
+    w.settle();
+    w.sweep();
+    w.settle();
+    assert_eq!(w.status(&lost_reply), RowStatus::Processed);
+    assert!(
+        w.row(&lost_reply)
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("wrote again")
+    );
+    assert_eq!(w.live_of(&case).len(), 1);
+}
+
+#[test]
+fn a_late_row_for_a_queue_the_case_has_left_is_superseded() {
+    let mut w = world();
+    let case = w.add_case(EN, "");
+    let lost = w.add_row(&case, "New", "Support_EN", "");
+    w.cases.get_mut(&case).unwrap().owner_id = FR.into();
+    let moved = w.add_row(&case, "QueueChanged", "Support_FR", "");
+    w.push(std::slice::from_ref(&moved));
+    w.settle();
+    w.sweep();
+    w.settle();
+    assert!(
+        w.row(&lost)
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("moved to another queue")
+    );
+    let live = w.live_of(&case);
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].workgroup, "Support_FR");
+}
+
+#[test]
+fn a_switchover_does_not_reroute_a_case_answered_meanwhile() {
+    let mut w = world();
+    let case = w.add_case(EN, "");
+    let first = w.add_row(&case, "New", "Support_EN", "");
+    w.push(std::slice::from_ref(&first));
+    w.settle();
+    let _unpushed_reply = w.add_row(&case, "AgentReply", "Support_EN", "");
+    w.switchover(false);
+    w.run_to_quiescence(20);
+    assert!(w.rows.values().all(|r| r.event != "SwitchoverRecovery"));
+    assert!(w.live_of(&case).is_empty());
+}

@@ -142,6 +142,13 @@ impl Icws {
                 builder = builder.proxy(proxy);
             }
         }
+        if let Some(path) = &cfg.ca_file {
+            let bad = |why: &str| IcwsError::Config(format!("CA file {}: {why}", path.display()));
+            let pem = std::fs::read(path).map_err(|e| bad(&e.to_string()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|_| bad("not a PEM certificate bundle"))?;
+            builder = builder.tls_certs_merge(certs);
+        }
         let http = builder
             .build()
             .map_err(|e| IcwsError::Config(format!("HTTP client: {}", e.without_url())))?;
@@ -343,9 +350,10 @@ impl Icws {
     pub async fn shutdown(&self) {
         self.inner.shutdown.send_replace(true);
         let task = lock(&self.inner.task).take();
-        if let Some(task) = task
-            && let Err(e) = task.await
-        {
+        if let Some(Err(e)) = match task {
+            Some(task) => Some(task.await),
+            None => None,
+        } {
             error!(event = "icws.supervisor_failed", error = %e, "ICWS supervisor task ended abnormally");
         }
     }
@@ -676,10 +684,9 @@ impl Inner {
                     if redirects < self.cfg.max_redirects {
                         redirects += 1;
                         for alt in alternates.iter().rev() {
-                            if let Some(alt) = resolve_alternate(&url, alt)
-                                && !tried.contains(&alt)
-                            {
-                                queue.push_front(alt);
+                            match resolve_alternate(&url, alt) {
+                                Some(alt) if !tried.contains(&alt) => queue.push_front(alt),
+                                _ => {}
                             }
                         }
                     }
@@ -850,10 +857,10 @@ impl Inner {
                 Ok(Ok(resp)) => return self.read_sse(s, resp, events, lost_rx).await,
                 Ok(Err(SseOpen::Fallback(why, body))) => {
                     warn!(event = "icws.sse_fallback", reason = %why, "no SSE message stream; polling instead");
-                    if let Some(body) = body
-                        && let Some(reason) = self.handle_payload(s, &body, events).await
-                    {
-                        return reason;
+                    if let Some(body) = body {
+                        if let Some(reason) = self.handle_payload(s, &body, events).await {
+                            return reason;
+                        }
                     }
                 }
             }

@@ -1,6 +1,7 @@
 //! Client configuration and server address parsing.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
@@ -68,7 +69,7 @@ pub enum MessagingMode {
 
 /// Configuration of the ICWS client. Durations accept a number of seconds (`1.5`) or a string
 /// with a unit (`"500ms"`, `"30s"`, `"2m"`).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default)]
 pub struct IcwsConfig {
     /// Primary first, then backup(s). `"host"` (→ `https://host:8019`), `"host:port"`
@@ -101,6 +102,36 @@ pub struct IcwsConfig {
     /// `None`: the `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` environment; `"direct"`: no proxy;
     /// otherwise the proxy URL used for every request.
     pub proxy: Option<String>,
+    /// Extra trusted root certificate(s), PEM, for CIC servers with a private or self-signed
+    /// certificate (added to the built-in roots).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for IcwsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A proxy URL may carry credentials (`http://user:pw@proxy`): only say whether one is set.
+        let proxy = self.proxy.as_deref().map(|p| match p {
+            "direct" => "direct",
+            p if p.contains('@') => "<proxy with credentials>",
+            p => p,
+        });
+        f.debug_struct("IcwsConfig")
+            .field("servers", &self.servers)
+            .field("user", &self.user)
+            .field("password", &self.password)
+            .field("application_name", &self.application_name)
+            .field("messaging", &self.messaging)
+            .field("poll_interval", &self.poll_interval)
+            .field("request_timeout", &self.request_timeout)
+            .field("reconnect_backoff_base", &self.reconnect_backoff_base)
+            .field("reconnect_backoff_max", &self.reconnect_backoff_max)
+            .field("max_redirects", &self.max_redirects)
+            .field("session_wait", &self.session_wait)
+            .field("health_check_interval", &self.health_check_interval)
+            .field("proxy", &proxy)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 impl Default for IcwsConfig {
@@ -119,6 +150,7 @@ impl Default for IcwsConfig {
             session_wait: Duration::from_secs(30),
             health_check_interval: Duration::from_secs(30),
             proxy: None,
+            ca_file: None,
         }
     }
 }
@@ -283,10 +315,12 @@ mod tests {
     fn secret_is_never_printed() {
         let cfg = IcwsConfig {
             password: Secret::new("hunter2"),
+            proxy: Some("http://u:proxypw@proxy:3128".into()),
             ..IcwsConfig::default()
         };
         let dbg = format!("{cfg:?}");
         assert!(!dbg.contains("hunter2"), "{dbg}");
+        assert!(!dbg.contains("proxypw"), "{dbg}");
         assert_eq!(format!("{}", cfg.password), "***");
     }
 

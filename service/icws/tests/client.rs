@@ -826,3 +826,46 @@ async fn shutdown_deletes_subscriptions_and_the_session() {
     assert!(!icws.status().connected);
     assert!(matches!(icws.skills().await, Err(IcwsError::Shutdown)));
 }
+
+#[tokio::test]
+async fn the_health_check_notices_a_dead_session_behind_a_silent_stream() {
+    let cic = MiniCic::start(CicState {
+        messaging_version: 2,
+        ..CicState::default()
+    })
+    .await;
+    let mut cfg = config(vec![cic.url()], MessagingMode::Sse);
+    cfg.health_check_interval = Duration::from_millis(100);
+    let (_icws, mut rx) = start_client(cfg).await;
+    assert!(connected(&next_event(&mut rx).await));
+    cic.wait("SSE stream open", CicState::sse_open).await;
+    cic.st().kill_session(false);
+    let lost = next_event(&mut rx).await;
+    assert!(
+        matches!(&lost, IcwsEvent::Lost { generation: 1, reason } if reason.contains("health check")),
+        "{lost:?}"
+    );
+    assert!(matches!(
+        next_event(&mut rx).await,
+        IcwsEvent::Connected { generation: 2, .. }
+    ));
+    assert!(cic.st().count("GET", "/icws/29113001/connection") >= 1);
+}
+
+#[tokio::test]
+async fn invalid_configuration_is_refused_at_start() {
+    let no_servers = config(vec![], MessagingMode::Auto);
+    assert!(matches!(
+        sors_icws::Icws::start(no_servers),
+        Err(IcwsError::Config(_))
+    ));
+    let bad_server = config(vec!["ftp://x".into()], MessagingMode::Auto);
+    assert!(matches!(
+        sors_icws::Icws::start(bad_server),
+        Err(IcwsError::Config(_))
+    ));
+    let mut bad_ca = config(vec!["cicA".into()], MessagingMode::Auto);
+    bad_ca.ca_file = Some("/nonexistent/ca.pem".into());
+    let err = sors_icws::Icws::start(bad_ca).err().expect("refused");
+    assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+}

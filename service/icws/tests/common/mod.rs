@@ -99,9 +99,11 @@ impl Default for CicState {
 impl CicState {
     /// Queues a message for the session (SSE event when a stream is open, else next poll).
     pub fn push(&mut self, v: Value) {
-        if let Some(tx) = &self.sse_tx
-            && tx.send(Bytes::from(format!("data: {v}\n\n"))).is_ok()
-        {
+        let sent = self
+            .sse_tx
+            .as_ref()
+            .is_some_and(|tx| tx.send(Bytes::from(format!("data: {v}\n\n"))).is_ok());
+        if sent {
             return;
         }
         self.pending.push_back(v);
@@ -246,10 +248,11 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = s.get(i + 1..i + 3)
-            && let Ok(b) = u8::from_str_radix(hex, 16)
-        {
+        let decoded = (bytes[i] == b'%')
+            .then(|| s.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        if let Some(b) = decoded {
             out.push(b);
             i += 3;
             continue;

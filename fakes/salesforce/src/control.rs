@@ -38,11 +38,16 @@ fn ok() -> Response {
 }
 
 fn bad_request(message: String) -> Response {
-    (StatusCode::BAD_REQUEST, axum::Json(json!({"ok": false, "error": message}))).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({"ok": false, "error": message})),
+    )
+        .into_response()
 }
 
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid request body: {e}")))
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Box<Response>> {
+    serde_json::from_slice(body)
+        .map_err(|e| Box::new(bad_request(format!("invalid request body: {e}"))))
 }
 
 async fn expire_sessions(State(shared): St) -> Response {
@@ -59,12 +64,16 @@ struct ForgetBody {
 async fn forget_streaming(State(shared): St, body: Bytes) -> Response {
     let b: ForgetBody = match parse(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let advice = match b.advice.as_str() {
         "handshake" => ForgetAdvice::Handshake,
         "none" => ForgetAdvice::None,
-        other => return bad_request(format!("advice must be \"handshake\" or \"none\", not {other:?}")),
+        other => {
+            return bad_request(format!(
+                "advice must be \"handshake\" or \"none\", not {other:?}"
+            ));
+        }
     };
     shared.forget_streaming(advice);
     ok()
@@ -82,7 +91,7 @@ async fn drop_pushes(State(shared): St, body: Bytes) -> Response {
             shared.set_drop_pushes(b.on);
             ok()
         }
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -103,7 +112,7 @@ async fn latency(State(shared): St, body: Bytes) -> Response {
             shared.set_latency(Duration::from_millis(b.ms));
             ok()
         }
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -126,7 +135,7 @@ async fn fail_next(State(shared): St, body: Bytes) -> Response {
             shared.fail_next(b.kind, b.count, b.error);
             ok()
         }
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 

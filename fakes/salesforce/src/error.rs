@@ -41,7 +41,11 @@ impl ApiError {
     }
 
     pub fn request_limit() -> Self {
-        ApiError::new(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+        ApiError::new(
+            403,
+            "REQUEST_LIMIT_EXCEEDED",
+            "TotalRequests Limit exceeded.",
+        )
     }
 
     pub fn json_parser(message: impl Into<String>) -> Self {

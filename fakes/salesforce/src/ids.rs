@@ -51,7 +51,10 @@ mod tests {
     #[test]
     fn checksum_matches_salesforce() {
         // A well-known pair from Salesforce documentation.
-        assert_eq!(to_18("001A0000006Vm9r").as_deref(), Some("001A0000006Vm9rIAC"));
+        assert_eq!(
+            to_18("001A0000006Vm9r").as_deref(),
+            Some("001A0000006Vm9rIAC")
+        );
         assert_eq!(to_18("short"), None);
     }
 

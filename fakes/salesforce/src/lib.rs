@@ -353,9 +353,7 @@ impl Drop for FakeSalesforce {
 }
 
 fn query_all(shared: &Shared, soql: &str) -> Result<Vec<Value>, ApiError> {
-    let page = shared
-        .org()
-        .query(soql, org::DEFAULT_VERSION, usize::MAX)?;
+    let page = shared.org().query(soql, org::DEFAULT_VERSION, usize::MAX)?;
     Ok(page.records)
 }
 

@@ -39,7 +39,12 @@ fn soap_fault(code: &str, fault_type: &str, message: &str) -> Response {
 }
 
 fn xml(status: StatusCode, body: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/xml;charset=UTF-8")], body).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/xml;charset=UTF-8")],
+        body,
+    )
+        .into_response()
 }
 
 /// `username` and `password` of a partner `login` envelope (namespace prefixes ignored,
@@ -111,7 +116,11 @@ fn parse_soap_version(v: &str) -> Option<f64> {
     v.contains('.').then_some(n)
 }
 
-async fn soap_login(State(shared): State<Arc<Shared>>, Path(version): Path<String>, body: Bytes) -> Response {
+async fn soap_login(
+    State(shared): State<Arc<Shared>>,
+    Path(version): Path<String>,
+    body: Bytes,
+) -> Response {
     let mut org = shared.org();
     org.count(CallKind::Login);
     if let Some(f) = org.take_failure(CallKind::Login) {
@@ -122,13 +131,19 @@ async fn soap_login(State(shared): State<Arc<Shared>>, Path(version): Path<Strin
         return soap_fault(&e.code, "UnexpectedErrorFault", &e.message);
     }
     let Some(v) = parse_soap_version(&version) else {
-        return soap_fault("UNSUPPORTED_API_VERSION", "UnexpectedErrorFault", &format!("Invalid Api version specified on URL: {version}"));
+        return soap_fault(
+            "UNSUPPORTED_API_VERSION",
+            "UnexpectedErrorFault",
+            &format!("Invalid Api version specified on URL: {version}"),
+        );
     };
     if !(crate::MIN_API_VERSION..=MAX_SOAP_LOGIN_VERSION).contains(&v) {
         return soap_fault(
             "UNSUPPORTED_API_VERSION",
             "UnexpectedErrorFault",
-            &format!("The login() call is not available in API version {version}; use 37.0 to 64.0"),
+            &format!(
+                "The login() call is not available in API version {version}; use 37.0 to 64.0"
+            ),
         );
     }
     let text = String::from_utf8_lossy(&body);
@@ -143,7 +158,8 @@ async fn soap_login(State(shared): State<Arc<Shared>>, Path(version): Path<Strin
     let base = &shared.base_url;
     let org15 = org.org_id15().to_owned();
     let user = org.record(&user_id);
-    let field = |f: &str| escape(user.and_then(|u| u.str(f)).unwrap_or_default().to_owned()).into_owned();
+    let field =
+        |f: &str| escape(user.and_then(|u| u.str(f)).unwrap_or_default().to_owned()).into_owned();
     let body = format!(
         r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns="urn:partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><loginResponse><result><metadataServerUrl>{base}/services/Soap/m/{version}/{org15}</metadataServerUrl><passwordExpired>false</passwordExpired><sandbox>{sandbox}</sandbox><serverUrl>{base}/services/Soap/u/{version}/{org15}</serverUrl><sessionId>{sid}</sessionId><userId>{user_id}</userId><userInfo><currencySymbol>$</currencySymbol><organizationId>{org_id}</organizationId><organizationMultiCurrency>false</organizationMultiCurrency><organizationName>{org_name}</organizationName><profileId>00e5g000000AAAAAAA</profileId><roleId xsi:nil="true"/><sessionSecondsValid>{ttl}</sessionSecondsValid><userDefaultCurrencyIsoCode xsi:nil="true"/><userEmail>{email}</userEmail><userFullName>{full}</userFullName><userId>{user_id}</userId><userLanguage>en_US</userLanguage><userLocale>en_US</userLocale><userName>{uname}</userName><userTimeZone>Europe/Brussels</userTimeZone><userType>Standard</userType><userUiSkin>Theme3</userUiSkin></userInfo></result></loginResponse></soapenv:Body></soapenv:Envelope>"#,
         sandbox = org.sandbox,
@@ -159,7 +175,11 @@ async fn soap_login(State(shared): State<Arc<Shared>>, Path(version): Path<Strin
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    (status, axum::Json(json!({"error": error, "error_description": description}))).into_response()
+    (
+        status,
+        axum::Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response()
 }
 
 fn client_error(code: &str) -> Response {
@@ -179,7 +199,11 @@ async fn oauth_token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response
         return oauth_error(e.status_code(), &e.code.to_lowercase(), &e.message);
     }
     let Ok(form) = serde_urlencoded::from_bytes::<HashMap<String, String>>(&body) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "the request body must be application/x-www-form-urlencoded");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request body must be application/x-www-form-urlencoded",
+        );
     };
     let param = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
     let (client_id, secret) = (param("client_id"), param("client_secret"));
@@ -198,7 +222,11 @@ async fn oauth_token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response
                 Some(ok) => ok,
                 None => {
                     tracing::info!(%username, "OAuth password login failed");
-                    return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "authentication failure");
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        "authentication failure",
+                    );
                 }
             }
         }
@@ -206,8 +234,20 @@ async fn oauth_token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response
             Ok(ok) => ok,
             Err(code) => return client_error(code),
         },
-        "" => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is required"),
-        _ => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "grant type not supported"),
+        "" => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "grant_type is required",
+            );
+        }
+        _ => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "grant type not supported",
+            );
+        }
     };
     let (sid, user_id) = outcome;
     let base = &shared.base_url;
@@ -243,7 +283,10 @@ mod tests {
     #[test]
     fn rejects_non_login_bodies() {
         assert_eq!(parse_login("not xml <"), None);
-        assert_eq!(parse_login("<a><username>x</username><password>y</password></a>"), None);
+        assert_eq!(
+            parse_login("<a><username>x</username><password>y</password></a>"),
+            None
+        );
         assert_eq!(parse_login("<login><username>x</username>"), None);
         assert_eq!(parse_login("<login><username>x</username></login>"), None);
     }

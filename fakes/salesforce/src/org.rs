@@ -17,8 +17,8 @@ use sors_fake_cometd::EventType;
 use crate::error::ApiError;
 use crate::ids;
 use crate::schema::{
-    self, CASE_OBJ, COMMENT_OBJ, EMAIL_OBJ, FieldDef, FieldType, GROUP_OBJ, MAPPING_OBJ,
-    ObjectDef, PUSHTOPIC_OBJ, ROW_OBJ, USER_OBJ,
+    self, CASE_OBJ, COMMENT_OBJ, EMAIL_OBJ, FieldDef, FieldType, GROUP_OBJ, MAPPING_OBJ, ObjectDef,
+    PUSHTOPIC_OBJ, ROW_OBJ, USER_OBJ,
 };
 use crate::soql::{self, Query, SValue};
 use crate::spec::{OAuthClientSpec, OrgSpec};
@@ -59,7 +59,10 @@ impl Record {
     }
 
     fn bool(&self, field: &str) -> bool {
-        self.fields.get(field).and_then(Value::as_bool).unwrap_or(false)
+        self.fields
+            .get(field)
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
     }
 
     /// The typed value SOQL sees.
@@ -88,7 +91,10 @@ impl Record {
             }),
         );
         let mut put = |name: &str| {
-            m.insert(name.to_owned(), self.fields.get(name).cloned().unwrap_or(Value::Null));
+            m.insert(
+                name.to_owned(),
+                self.fields.get(name).cloned().unwrap_or(Value::Null),
+            );
         };
         match fields {
             Some(list) => list.iter().for_each(|f| put(f)),
@@ -294,7 +300,8 @@ impl Org {
         let mut admin: Option<String> = None;
         for u in &spec.users {
             let creator = admin.clone().unwrap_or_default();
-            let mut fields = json!({"Username": u.username, "LastName": u.last_name, "Email": u.email});
+            let mut fields =
+                json!({"Username": u.username, "LastName": u.last_name, "Email": u.email});
             if let (Some(first), Some(m)) = (&u.first_name, fields.as_object_mut()) {
                 m.insert("FirstName".into(), json!(first));
             }
@@ -359,12 +366,19 @@ impl Org {
             .iter()
             .find(|c| c.username.eq_ignore_ascii_case(username) && c.login_password == password)?;
         let user_id = cred.user_id.clone();
-        let active = self.records.get(&user_id).is_some_and(|u| u.bool("IsActive") && !u.deleted);
+        let active = self
+            .records
+            .get(&user_id)
+            .is_some_and(|u| u.bool("IsActive") && !u.deleted);
         active.then(|| (self.new_session(&user_id), user_id))
     }
 
     /// A session for the run-as user of an OAuth client, if the id and secret are right.
-    pub fn client_login(&mut self, client_id: &str, secret: &str) -> Result<(String, String), &'static str> {
+    pub fn client_login(
+        &mut self,
+        client_id: &str,
+        secret: &str,
+    ) -> Result<(String, String), &'static str> {
         let client = self
             .clients
             .iter()
@@ -492,7 +506,10 @@ impl Org {
         let mut effects = Vec::new();
         for id in topics {
             if let Some(r) = self.records.remove(&id) {
-                effects.push(Effect::ClearChannel(format!("/topic/{}", r.str("Name").unwrap_or_default())));
+                effects.push(Effect::ClearChannel(format!(
+                    "/topic/{}",
+                    r.str("Name").unwrap_or_default()
+                )));
             }
         }
         effects
@@ -528,7 +545,12 @@ impl Org {
     // ------------------------------------------------------------ queries
 
     /// Runs a SOQL query; `batch` records per page, the rest behind a locator.
-    pub fn query(&mut self, text: &str, version: &str, batch: usize) -> Result<QueryPage, ApiError> {
+    pub fn query(
+        &mut self,
+        text: &str,
+        version: &str,
+        batch: usize,
+    ) -> Result<QueryPage, ApiError> {
         let mut q = soql::parse(text)?;
         let obj = q.bind()?;
         let mut found: Vec<&Record> = self
@@ -537,15 +559,21 @@ impl Org {
             .filter(|r| r.object.name == obj.name && !r.deleted)
             .filter(|r| q.matches(&|f| r.svalue(f)))
             .collect();
-        found.sort_by(|a, b| q.compare(&|f| a.svalue(f), &|f| b.svalue(f)).then(a.seq.cmp(&b.seq)));
+        found.sort_by(|a, b| {
+            q.compare(&|f| a.svalue(f), &|f| b.svalue(f))
+                .then(a.seq.cmp(&b.seq))
+        });
         if let Some(limit) = q.limit {
             found.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         }
-        let all: Vec<Value> = found.iter().map(|r| r.to_json(Some(&q.fields), version)).collect();
+        let all: Vec<Value> = found
+            .iter()
+            .map(|r| r.to_json(Some(&q.fields), version))
+            .collect();
         Ok(self.page(all, version, batch))
     }
 
-    fn page(&mut self, mut all: Vec<Value>, version: &str, batch: usize) -> QueryPage {
+    fn page(&mut self, all: Vec<Value>, version: &str, batch: usize) -> QueryPage {
         let total_size = all.len();
         if total_size <= batch {
             return QueryPage {
@@ -554,11 +582,16 @@ impl Org {
                 next_records_url: None,
             };
         }
-        let first: Vec<Value> = all.drain(..batch).collect();
+        let first: Vec<Value> = all.iter().take(batch).cloned().collect();
         let locator = format!("01g{POD}{}", random_alnum(9));
         let next = format!("/services/data/{version}/query/{locator}-{batch}");
-        all.splice(0..0, first.iter().cloned());
-        self.locators.insert(locator.clone(), Locator { records: all, batch });
+        self.locators.insert(
+            locator.clone(),
+            Locator {
+                records: all,
+                batch,
+            },
+        );
         self.locator_order.push_back(locator);
         while self.locator_order.len() > MAX_LOCATORS {
             if let Some(old) = self.locator_order.pop_front() {
@@ -579,7 +612,13 @@ impl Org {
         let offset: usize = offset.parse().map_err(|_| bad())?;
         let loc = self.locators.get(locator).ok_or_else(bad)?;
         let total_size = loc.records.len();
-        let records: Vec<Value> = loc.records.iter().skip(offset).take(loc.batch).cloned().collect();
+        let records: Vec<Value> = loc
+            .records
+            .iter()
+            .skip(offset)
+            .take(loc.batch)
+            .cloned()
+            .collect();
         if offset >= total_size {
             return Err(bad());
         }
@@ -605,7 +644,12 @@ impl Org {
     // ------------------------------------------------------------ writes
 
     /// Creates a record as `user_id`; returns its id and the streaming effects.
-    pub fn create(&mut self, user_id: &str, object: &str, input: &Value) -> Result<(String, Vec<Effect>), ApiError> {
+    pub fn create(
+        &mut self,
+        user_id: &str,
+        object: &str,
+        input: &Value,
+    ) -> Result<(String, Vec<Effect>), ApiError> {
         self.create_as(user_id, object, input, false)
     }
 
@@ -672,20 +716,40 @@ impl Org {
 
     /// Updates a record; `object` is the REST path type (`None` for collections, where the
     /// id decides).
-    pub fn update(&mut self, user_id: &str, object: Option<&str>, id: &str, input: &Value) -> Result<Vec<Effect>, ApiError> {
+    pub fn update(
+        &mut self,
+        user_id: &str,
+        object: Option<&str>,
+        id: &str,
+        input: &Value,
+    ) -> Result<Vec<Effect>, ApiError> {
         let (obj, id) = self.locate(object, id)?;
         let given = self.convert_input(obj, input, false, false)?;
-        let old = self.records.get(&id).cloned().ok_or_else(ApiError::not_found)?;
+        let old = self
+            .records
+            .get(&id)
+            .cloned()
+            .ok_or_else(ApiError::not_found)?;
         let mut fields = old.fields.clone();
         for (k, v) in given {
             fields.insert(k, v);
         }
         if obj.name == CASE_OBJ && fields.get("OwnerId").is_none_or(Value::is_null) {
-            return Err(ApiError::new(400, "REQUIRED_FIELD_MISSING", "Required fields are missing: [OwnerId]").with_fields(&["OwnerId"]));
+            return Err(ApiError::new(
+                400,
+                "REQUIRED_FIELD_MISSING",
+                "Required fields are missing: [OwnerId]",
+            )
+            .with_fields(&["OwnerId"]));
         }
         for f in obj.fields.iter().filter(|f| f.required) {
             if fields.get(f.name).is_none_or(Value::is_null) {
-                return Err(ApiError::new(400, "REQUIRED_FIELD_MISSING", format!("Required fields are missing: [{}]", f.name)).with_fields(&[f.name]));
+                return Err(ApiError::new(
+                    400,
+                    "REQUIRED_FIELD_MISSING",
+                    format!("Required fields are missing: [{}]", f.name),
+                )
+                .with_fields(&[f.name]));
             }
         }
         self.before_save(obj, &mut fields, Some(&id))?;
@@ -698,7 +762,10 @@ impl Org {
         fields.insert("LastModifiedDate", now.clone());
         fields.insert("SystemModstamp", now);
         fields.insert("LastModifiedById", json!(user_id));
-        let record = Record { fields, ..old.clone() };
+        let record = Record {
+            fields,
+            ..old.clone()
+        };
         let mut effects = self.pushtopic_effects(&record, EventType::Updated, Some(&changed));
         if obj.name == PUSHTOPIC_OBJ {
             let old_name = old.str("Name").unwrap_or_default();
@@ -720,7 +787,10 @@ impl Org {
         if let Some(r) = self.records.get(&id) {
             effects = self.pushtopic_effects(r, EventType::Deleted, None);
             if obj.name == PUSHTOPIC_OBJ {
-                effects.push(Effect::ClearChannel(format!("/topic/{}", r.str("Name").unwrap_or_default())));
+                effects.push(Effect::ClearChannel(format!(
+                    "/topic/{}",
+                    r.str("Name").unwrap_or_default()
+                )));
             }
         }
         if let Some(r) = self.records.get_mut(&id) {
@@ -739,7 +809,11 @@ impl Org {
     }
 
     /// The live record to write: the id must exist and belong to `object` when one is given.
-    fn locate(&self, object: Option<&str>, id: &str) -> Result<(&'static ObjectDef, String), ApiError> {
+    fn locate(
+        &self,
+        object: Option<&str>,
+        id: &str,
+    ) -> Result<(&'static ObjectDef, String), ApiError> {
         let path_obj = object.map(rest_object).transpose()?;
         let id = ids::normalize(id).ok_or_else(|| match path_obj {
             Some(_) => ApiError::not_found(),
@@ -763,17 +837,21 @@ impl Org {
         create: bool,
         system: bool,
     ) -> Result<Vec<(&'static str, Value)>, ApiError> {
-        let map = input
-            .as_object()
-            .ok_or_else(|| ApiError::json_parser("Expected a JSON object with the record's fields"))?;
+        let map = input.as_object().ok_or_else(|| {
+            ApiError::json_parser("Expected a JSON object with the record's fields")
+        })?;
         let mut out = Vec::new();
         for (key, value) in map {
             if key == "attributes" {
                 continue;
             }
             let def = obj.field(key).ok_or_else(|| {
-                ApiError::new(400, "INVALID_FIELD", format!("No such column '{key}' on sobject of type {}", obj.name))
-                    .with_fields(&[])
+                ApiError::new(
+                    400,
+                    "INVALID_FIELD",
+                    format!("No such column '{key}' on sobject of type {}", obj.name),
+                )
+                .with_fields(&[])
             })?;
             if def.name == "Id" && !create {
                 continue;
@@ -791,37 +869,60 @@ impl Org {
             return Ok(Value::Null);
         }
         let too_long = |max: usize| {
-            ApiError::new(400, "STRING_TOO_LONG", format!("{}: data value too large (max length={max})", def.name))
-                .with_fields(&[def.name])
+            ApiError::new(
+                400,
+                "STRING_TOO_LONG",
+                format!("{}: data value too large (max length={max})", def.name),
+            )
+            .with_fields(&[def.name])
         };
         match def.ty {
             FieldType::Text(max) => {
-                let s = value.as_str().ok_or_else(|| deserialize_error(def, value))?;
+                let s = value
+                    .as_str()
+                    .ok_or_else(|| deserialize_error(def, value))?;
                 if s.chars().count() > max {
                     return Err(too_long(max));
                 }
                 Ok(json!(s))
             }
             FieldType::TextArea | FieldType::AutoNumber => {
-                let s = value.as_str().ok_or_else(|| deserialize_error(def, value))?;
+                let s = value
+                    .as_str()
+                    .ok_or_else(|| deserialize_error(def, value))?;
                 if s.chars().count() > 32_000 {
                     return Err(too_long(32_000));
                 }
                 Ok(json!(s))
             }
-            FieldType::Number => value.as_f64().map(|n| json!(n)).ok_or_else(|| deserialize_error(def, value)),
-            FieldType::Checkbox => value.as_bool().map(|b| json!(b)).ok_or_else(|| deserialize_error(def, value)),
+            FieldType::Number => value
+                .as_f64()
+                .map(|n| json!(n))
+                .ok_or_else(|| deserialize_error(def, value)),
+            FieldType::Checkbox => value
+                .as_bool()
+                .map(|b| json!(b))
+                .ok_or_else(|| deserialize_error(def, value)),
             FieldType::DateTime => {
-                let s = value.as_str().ok_or_else(|| deserialize_error(def, value))?;
+                let s = value
+                    .as_str()
+                    .ok_or_else(|| deserialize_error(def, value))?;
                 let d = soql::parse_datetime(s).ok_or_else(|| {
                     ApiError::json_parser(format!("Cannot deserialize value of type dateTime from String for field {}: not a valid date-time", def.name))
                 })?;
                 Ok(json!(soql::format_datetime(d)))
             }
             FieldType::Id | FieldType::Reference(_) => {
-                let s = value.as_str().ok_or_else(|| deserialize_error(def, value))?;
+                let s = value
+                    .as_str()
+                    .ok_or_else(|| deserialize_error(def, value))?;
                 let id = ids::normalize(s).ok_or_else(|| {
-                    ApiError::new(400, "MALFORMED_ID", format!("{}: id value of incorrect type: {s}", def.name)).with_fields(&[def.name])
+                    ApiError::new(
+                        400,
+                        "MALFORMED_ID",
+                        format!("{}: id value of incorrect type: {s}", def.name),
+                    )
+                    .with_fields(&[def.name])
                 })?;
                 if let FieldType::Reference(targets) = def.ty {
                     let ok = self
@@ -829,7 +930,12 @@ impl Org {
                         .get(&id)
                         .is_some_and(|r| !r.deleted && targets.contains(&r.object.name));
                     if !ok {
-                        return Err(ApiError::new(400, "INVALID_CROSS_REFERENCE_KEY", format!("invalid cross reference id for field {}", def.name)).with_fields(&[def.name]));
+                        return Err(ApiError::new(
+                            400,
+                            "INVALID_CROSS_REFERENCE_KEY",
+                            format!("invalid cross reference id for field {}", def.name),
+                        )
+                        .with_fields(&[def.name]));
                     }
                 }
                 Ok(json!(id))
@@ -837,7 +943,12 @@ impl Org {
         }
     }
 
-    fn apply_defaults(&self, obj: &ObjectDef, user_id: &str, fields: &mut BTreeMap<&'static str, Value>) {
+    fn apply_defaults(
+        &self,
+        obj: &ObjectDef,
+        user_id: &str,
+        fields: &mut BTreeMap<&'static str, Value>,
+    ) {
         let mut default = |k: &'static str, v: Value| {
             if fields.get(k).is_none_or(Value::is_null) {
                 fields.insert(k, v);
@@ -873,9 +984,18 @@ impl Org {
     }
 
     /// Validation and derived fields, for create (`id` None) and update.
-    fn before_save(&self, obj: &ObjectDef, fields: &mut BTreeMap<&'static str, Value>, id: Option<&str>) -> Result<(), ApiError> {
+    fn before_save(
+        &self,
+        obj: &ObjectDef,
+        fields: &mut BTreeMap<&'static str, Value>,
+        id: Option<&str>,
+    ) -> Result<(), ApiError> {
         let text = |fields: &BTreeMap<&'static str, Value>, k: &str| {
-            fields.get(k).and_then(Value::as_str).unwrap_or_default().to_owned()
+            fields
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
         };
         let others = |name: &'static str| {
             self.records
@@ -885,8 +1005,14 @@ impl Org {
         match obj.name {
             USER_OBJ => {
                 let username = text(fields, "Username");
-                if others(USER_OBJ).any(|u| u.str("Username").is_some_and(|n| n.eq_ignore_ascii_case(&username))) {
-                    return Err(ApiError::new(400, "DUPLICATE_USERNAME", "Duplicate Username.").with_fields(&["Username"]));
+                if others(USER_OBJ).any(|u| {
+                    u.str("Username")
+                        .is_some_and(|n| n.eq_ignore_ascii_case(&username))
+                }) {
+                    return Err(
+                        ApiError::new(400, "DUPLICATE_USERNAME", "Duplicate Username.")
+                            .with_fields(&["Username"]),
+                    );
                 }
                 let first = text(fields, "FirstName");
                 let name = format!("{first} {}", text(fields, "LastName"));
@@ -895,10 +1021,18 @@ impl Org {
             GROUP_OBJ => {
                 let ty = text(fields, "Type");
                 if ty != "Queue" && ty != "Regular" {
-                    return Err(ApiError::new(400, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", format!("Type: bad value for restricted picklist field: {ty}")).with_fields(&["Type"]));
+                    return Err(ApiError::new(
+                        400,
+                        "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                        format!("Type: bad value for restricted picklist field: {ty}"),
+                    )
+                    .with_fields(&["Type"]));
                 }
                 if fields.get("DeveloperName").is_none_or(Value::is_null) {
-                    let dev: String = text(fields, "Name").chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+                    let dev: String = text(fields, "Name")
+                        .chars()
+                        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                        .collect();
                     fields.insert("DeveloperName", json!(dev));
                 }
             }
@@ -918,7 +1052,9 @@ impl Org {
                         ApiError::new(400, "FIELD_CUSTOM_VALIDATION_EXCEPTION", format!("Salesforce_Queue_Name__c: there is no queue named '{name}' (names are case-sensitive)"))
                             .with_fields(&["Salesforce_Queue_Name__c"])
                     })?;
-                if let Some(dup) = others(MAPPING_OBJ).find(|m| m.str("Queue_Id__c") == Some(queue.as_str())) {
+                if let Some(dup) =
+                    others(MAPPING_OBJ).find(|m| m.str("Queue_Id__c") == Some(queue.as_str()))
+                {
                     return Err(ApiError::new(400, "DUPLICATE_VALUE", format!("duplicate value found: Salesforce_Queue_Name__c duplicates value on record with id: {}", dup.id()))
                         .with_fields(&["Salesforce_Queue_Name__c"]));
                 }
@@ -927,14 +1063,29 @@ impl Org {
             ROW_OBJ => {
                 if let Some(s) = fields.get("Skills__c").and_then(Value::as_str) {
                     if s.chars().count() > 255 {
-                        return Err(ApiError::new(400, "STRING_TOO_LONG", "Skills__c: data value too large (max length=255)").with_fields(&["Skills__c"]));
+                        return Err(ApiError::new(
+                            400,
+                            "STRING_TOO_LONG",
+                            "Skills__c: data value too large (max length=255)",
+                        )
+                        .with_fields(&["Skills__c"]));
                     }
                 }
             }
             PUSHTOPIC_OBJ => {
                 let name = text(fields, "Name");
-                if let Some(dup) = others(PUSHTOPIC_OBJ).find(|t| t.str("Name") == Some(name.as_str())) {
-                    return Err(ApiError::new(400, "DUPLICATE_VALUE", format!("duplicate value found: Name duplicates value on record with id: {}", dup.id())).with_fields(&["Name"]));
+                if let Some(dup) =
+                    others(PUSHTOPIC_OBJ).find(|t| t.str("Name") == Some(name.as_str()))
+                {
+                    return Err(ApiError::new(
+                        400,
+                        "DUPLICATE_VALUE",
+                        format!(
+                            "duplicate value found: Name duplicates value on record with id: {}",
+                            dup.id()
+                        ),
+                    )
+                    .with_fields(&["Name"]));
                 }
                 validate_pushtopic(fields)?;
             }
@@ -947,7 +1098,11 @@ impl Org {
 
     fn monitored(&self) -> Monitored {
         let mut m = Monitored::new();
-        let mut maps: Vec<&Record> = self.records.values().filter(|r| r.object.name == MAPPING_OBJ && !r.deleted).collect();
+        let mut maps: Vec<&Record> = self
+            .records
+            .values()
+            .filter(|r| r.object.name == MAPPING_OBJ && !r.deleted)
+            .collect();
         maps.sort_by_key(|r| r.seq);
         for r in maps {
             if let (Some(q), Some(w)) = (r.str("Queue_Id__c"), r.str("CIC_Workgroup_Name__c")) {
@@ -974,24 +1129,45 @@ impl Org {
         self.records.get(case_id).map(case_view)
     }
 
-    fn after_insert(&mut self, obj: &ObjectDef, id: &str, user_id: &str) -> Result<Vec<Effect>, ApiError> {
+    fn after_insert(
+        &mut self,
+        obj: &ObjectDef,
+        id: &str,
+        user_id: &str,
+    ) -> Result<Vec<Effect>, ApiError> {
         let (case_id, rows) = {
-            let Some(rec) = self.records.get(id) else { return Ok(Vec::new()) };
+            let Some(rec) = self.records.get(id) else {
+                return Ok(Vec::new());
+            };
             match obj.name {
                 CASE_OBJ => {
                     let view = case_view(rec);
-                    (id.to_owned(), trigger::rules(&Change::CaseInserted(&view), &self.monitored(), None))
+                    (
+                        id.to_owned(),
+                        trigger::rules(&Change::CaseInserted(&view), &self.monitored(), None),
+                    )
                 }
                 COMMENT_OBJ | EMAIL_OBJ => {
                     let case_id = rec.str("ParentId").unwrap_or_default().to_owned();
-                    let Some(view) = self.case_view(&case_id) else { return Ok(Vec::new()) };
+                    let Some(view) = self.case_view(&case_id) else {
+                        return Ok(Vec::new());
+                    };
                     let last = self.last_row(&case_id);
                     let change = if obj.name == COMMENT_OBJ {
-                        Change::CommentInserted { case: &view, author_id: rec.str("CreatedById").unwrap_or_default() }
+                        Change::CommentInserted {
+                            case: &view,
+                            author_id: rec.str("CreatedById").unwrap_or_default(),
+                        }
                     } else {
-                        Change::EmailInserted { case: &view, incoming: rec.bool("Incoming") }
+                        Change::EmailInserted {
+                            case: &view,
+                            incoming: rec.bool("Incoming"),
+                        }
                     };
-                    (case_id.clone(), trigger::rules(&change, &self.monitored(), last.as_ref()))
+                    (
+                        case_id.clone(),
+                        trigger::rules(&change, &self.monitored(), last.as_ref()),
+                    )
                 }
                 _ => return Ok(Vec::new()),
             }
@@ -999,18 +1175,39 @@ impl Org {
         self.write_rows(&case_id, rows, user_id)
     }
 
-    fn after_case_update(&mut self, old: &Record, id: &str, user_id: &str) -> Result<Vec<Effect>, ApiError> {
-        let Some(new) = self.case_view(id) else { return Ok(Vec::new()) };
+    fn after_case_update(
+        &mut self,
+        old: &Record,
+        id: &str,
+        user_id: &str,
+    ) -> Result<Vec<Effect>, ApiError> {
+        let Some(new) = self.case_view(id) else {
+            return Ok(Vec::new());
+        };
         let old = case_view(old);
         let last = self.last_row(id);
-        let rows = trigger::rules(&Change::CaseUpdated { old: &old, new: &new }, &self.monitored(), last.as_ref());
+        let rows = trigger::rules(
+            &Change::CaseUpdated {
+                old: &old,
+                new: &new,
+            },
+            &self.monitored(),
+            last.as_ref(),
+        );
         self.write_rows(id, rows, user_id)
     }
 
-    fn write_rows(&mut self, case_id: &str, rows: Vec<trigger::RowToWrite>, user_id: &str) -> Result<Vec<Effect>, ApiError> {
+    fn write_rows(
+        &mut self,
+        case_id: &str,
+        rows: Vec<trigger::RowToWrite>,
+        user_id: &str,
+    ) -> Result<Vec<Effect>, ApiError> {
         let mut effects = Vec::new();
         for row in rows {
-            let Some(case) = self.records.get(case_id) else { break };
+            let Some(case) = self.records.get(case_id) else {
+                break;
+            };
             let copy = |f: &str| case.fields.get(f).cloned().unwrap_or(Value::Null);
             let fields = json!({
                 "Case__c": case_id,
@@ -1036,11 +1233,19 @@ impl Org {
     /// Is there an active PushTopic with this name (the streaming channel check)?
     pub fn active_topic(&self, name: &str) -> bool {
         self.records.values().any(|r| {
-            r.object.name == PUSHTOPIC_OBJ && !r.deleted && r.bool("IsActive") && r.str("Name") == Some(name)
+            r.object.name == PUSHTOPIC_OBJ
+                && !r.deleted
+                && r.bool("IsActive")
+                && r.str("Name") == Some(name)
         })
     }
 
-    fn pushtopic_effects(&self, rec: &Record, op: EventType, changed: Option<&BTreeSet<&'static str>>) -> Vec<Effect> {
+    fn pushtopic_effects(
+        &self,
+        rec: &Record,
+        op: EventType,
+        changed: Option<&BTreeSet<&'static str>>,
+    ) -> Vec<Effect> {
         let mut out = Vec::new();
         for topic in self.records.values() {
             if topic.object.name != PUSHTOPIC_OBJ || topic.deleted || !topic.bool("IsActive") {
@@ -1055,7 +1260,9 @@ impl Org {
             if !topic.bool(flag) {
                 continue;
             }
-            let Ok(mut q) = soql::parse(topic.str("Query").unwrap_or_default()) else { continue };
+            let Ok(mut q) = soql::parse(topic.str("Query").unwrap_or_default()) else {
+                continue;
+            };
             let Ok(obj) = q.bind() else { continue };
             if obj.name != rec.object.name {
                 continue;
@@ -1071,7 +1278,10 @@ impl Org {
             }
             let mut sobject = Map::new();
             for f in &q.fields {
-                sobject.insert(f.clone(), rec.fields.get(f.as_str()).cloned().unwrap_or(Value::Null));
+                sobject.insert(
+                    f.clone(),
+                    rec.fields.get(f.as_str()).cloned().unwrap_or(Value::Null),
+                );
             }
             out.push(Effect::Publish {
                 channel: format!("/topic/{}", topic.str("Name").unwrap_or_default()),
@@ -1093,15 +1303,30 @@ fn case_view(r: &Record) -> CaseView {
 /// The object of a REST path: unknown → 404 `NOT_FOUND` "sObject type 'X' is not supported."
 pub fn rest_object(name: &str) -> Result<&'static ObjectDef, ApiError> {
     schema::object(name).ok_or_else(|| {
-        ApiError::new(404, "NOT_FOUND", format!("The requested resource does not exist: sObject type '{name}' is not supported."))
+        ApiError::new(
+            404,
+            "NOT_FOUND",
+            format!(
+                "The requested resource does not exist: sObject type '{name}' is not supported."
+            ),
+        )
     })
 }
 
 /// `NotifyForFields` on update: does this set of changed fields make the record evaluated?
 fn fields_trigger(mode: &str, q: &Query, changed: &BTreeSet<&'static str>) -> bool {
-    let select: Vec<&str> = q.fields.iter().map(String::as_str).filter(|f| *f != "Id").collect();
+    let select: Vec<&str> = q
+        .fields
+        .iter()
+        .map(String::as_str)
+        .filter(|f| *f != "Id")
+        .collect();
     let wh = q.where_fields();
-    let wher: Vec<&str> = wh.iter().map(String::as_str).filter(|f| *f != "Id").collect();
+    let wher: Vec<&str> = wh
+        .iter()
+        .map(String::as_str)
+        .filter(|f| *f != "Id")
+        .collect();
     let any = |list: &[&str]| list.iter().any(|f| changed.contains(f));
     match mode {
         "All" => true,
@@ -1115,22 +1340,40 @@ fn fields_trigger(mode: &str, q: &Query, changed: &BTreeSet<&'static str>) -> bo
 /// ORDER BY / LIMIT, a NotifyForFields value and the fields it needs.
 fn validate_pushtopic(fields: &BTreeMap<&'static str, Value>) -> Result<(), ApiError> {
     let bad = |m: String| ApiError::new(400, "INVALID_FIELD", m).with_fields(&["Query"]);
-    let text = fields.get("Query").and_then(Value::as_str).unwrap_or_default();
-    let mut q = soql::parse(text).map_err(|e| bad(format!("Invalid PushTopic query: {}", e.message)))?;
-    let obj = q.bind().map_err(|e| bad(format!("Invalid PushTopic query: {}", e.message)))?;
+    let text = fields
+        .get("Query")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let mut q =
+        soql::parse(text).map_err(|e| bad(format!("Invalid PushTopic query: {}", e.message)))?;
+    let obj = q
+        .bind()
+        .map_err(|e| bad(format!("Invalid PushTopic query: {}", e.message)))?;
     if !obj.pushtopic_supported {
-        return Err(bad(format!("Invalid PushTopic query: PushTopics are not supported on {}", obj.name)));
+        return Err(bad(format!(
+            "Invalid PushTopic query: PushTopics are not supported on {}",
+            obj.name
+        )));
     }
     if !q.fields.iter().any(|f| f == "Id") {
-        return Err(bad("Invalid PushTopic query: the SELECT clause must include the Id field".into()));
+        return Err(bad(
+            "Invalid PushTopic query: the SELECT clause must include the Id field".into(),
+        ));
     }
     if !q.order_by.is_empty() {
-        return Err(bad("Invalid PushTopic query: ORDER BY is not supported in PushTopic queries".into()));
+        return Err(bad(
+            "Invalid PushTopic query: ORDER BY is not supported in PushTopic queries".into(),
+        ));
     }
     if q.limit.is_some() {
-        return Err(bad("Invalid PushTopic query: LIMIT is not supported in PushTopic queries".into()));
+        return Err(bad(
+            "Invalid PushTopic query: LIMIT is not supported in PushTopic queries".into(),
+        ));
     }
-    let mode = fields.get("NotifyForFields").and_then(Value::as_str).unwrap_or("Referenced");
+    let mode = fields
+        .get("NotifyForFields")
+        .and_then(Value::as_str)
+        .unwrap_or("Referenced");
     let select_other = q.fields.iter().any(|f| f != "Id");
     let where_other = q.where_fields().iter().any(|f| f != "Id");
     let ok = match mode {
@@ -1139,12 +1382,566 @@ fn validate_pushtopic(fields: &BTreeMap<&'static str, Value>) -> Result<(), ApiE
         "Select" => select_other,
         "Where" => where_other,
         other => {
-            return Err(ApiError::new(400, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", format!("NotifyForFields: bad value for restricted picklist field: {other}"))
-                .with_fields(&["NotifyForFields"]));
+            return Err(ApiError::new(
+                400,
+                "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                format!("NotifyForFields: bad value for restricted picklist field: {other}"),
+            )
+            .with_fields(&["NotifyForFields"]));
         }
     };
     if !ok {
-        return Err(bad(format!("Invalid PushTopic query: NotifyForFields {mode} needs a field other than Id in the query")));
+        return Err(bad(format!(
+            "Invalid PushTopic query: NotifyForFields {mode} needs a field other than Id in the query"
+        )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOPIC: &str = "SELECT Id, Case__c, Event__c, Workgroup__c, Skills__c, Status__c FROM Object_Routing_Queue__c WHERE Status__c = 'New'";
+
+    fn demo() -> (Org, String) {
+        let org =
+            Org::new(&OrgSpec::demo(), Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
+        let router = org
+            .user_id_by_username("router@sors.demo")
+            .unwrap_or_default();
+        (org, router)
+    }
+
+    fn queue(org: &mut Org, name: &str) -> String {
+        let q = format!("SELECT Id FROM Group WHERE Name = '{name}'");
+        let page = org
+            .query(&q, DEFAULT_VERSION, 2000)
+            .unwrap_or_else(|e| panic!("{e}"));
+        page.records
+            .first()
+            .and_then(|r| r["Id"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    fn rows(org: &mut Org, case_id: &str) -> Vec<Value> {
+        let q = format!(
+            "SELECT Id, Event__c, Workgroup__c, Salesforce_Queue_Id__c, Status__c, Attempts__c, Case_Number__c, Subject__c, From_Address__c, From_Name__c, Skills__c FROM Object_Routing_Queue__c WHERE Case__c = '{case_id}' ORDER BY CreatedDate"
+        );
+        org.query(&q, DEFAULT_VERSION, 2000)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .records
+    }
+
+    fn publishes(effects: &[Effect]) -> Vec<(String, EventType, Value)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Publish {
+                    channel,
+                    event_type,
+                    sobject,
+                } => Some((channel.clone(), *event_type, sobject.clone())),
+                Effect::ClearChannel(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn demo_org_has_mapped_queues_with_ids() {
+        let (mut org, _) = demo();
+        let en = queue(&mut org, "Support EN");
+        let m = org.monitored();
+        assert_eq!(m.get(&en).map(String::as_str), Some("Support_EN"));
+        assert_eq!(m.len(), 3);
+        let unrouted = queue(&mut org, "Unrouted");
+        assert!(!unrouted.is_empty() && !m.contains_key(&unrouted));
+    }
+
+    #[test]
+    fn case_insert_writes_a_complete_new_row_and_the_topic_fires() {
+        let (mut org, router) = demo();
+        let (_, e) = org
+            .create(
+                &router,
+                PUSHTOPIC_OBJ,
+                &json!({"Name": "ObjectRoutingQueue", "Query": TOPIC, "ApiVersion": 58.0}),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(e.is_empty());
+        let en = queue(&mut org, "Support EN");
+        let (case_id, effects) = org
+            .create(&router, CASE_OBJ, &json!({"Subject": "Printer", "OwnerId": en, "SuppliedEmail": "c@x.com", "SuppliedName": "Cust", "ObjectRouting_Skills__c": "French;Printers"}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let r = rows(&mut org, &case_id);
+        assert_eq!(r.len(), 1);
+        let row = &r[0];
+        assert_eq!(row["Event__c"], "New");
+        assert_eq!(row["Workgroup__c"], "Support_EN");
+        assert_eq!(row["Salesforce_Queue_Id__c"], json!(en));
+        assert_eq!(row["Status__c"], "New");
+        assert_eq!(row["Attempts__c"], json!(0.0));
+        assert_eq!(row["Case_Number__c"], "00001001");
+        assert_eq!(row["Subject__c"], "Printer");
+        assert_eq!(row["From_Address__c"], "c@x.com");
+        assert_eq!(row["From_Name__c"], "Cust");
+        assert_eq!(row["Skills__c"], "French;Printers");
+        let p = publishes(&effects);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].0, "/topic/ObjectRoutingQueue");
+        assert_eq!(p[0].1, EventType::Created);
+        let keys: Vec<&String> = p[0]
+            .2
+            .as_object()
+            .map(|m| m.keys().collect())
+            .unwrap_or_default();
+        assert_eq!(keys.len(), 6, "exactly the SELECT fields: {keys:?}");
+        assert_eq!(p[0].2["Id"], row["Id"]);
+        assert_eq!(p[0].2["Case__c"], json!(case_id));
+    }
+
+    #[test]
+    fn notify_for_fields_modes_on_update() {
+        let (mut org, router) = demo();
+        let en = queue(&mut org, "Support EN");
+        for (name, mode) in [
+            ("All", "All"),
+            ("Ref", "Referenced"),
+            ("Sel", "Select"),
+            ("Where", "Where"),
+        ] {
+            org.create(&router, PUSHTOPIC_OBJ, &json!({"Name": name, "NotifyForFields": mode, "ApiVersion": 58.0,
+                "Query": "SELECT Id, Skills__c FROM Object_Routing_Queue__c WHERE Attempts__c < 5"}))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let (case_id, _) = org
+            .create(&router, CASE_OBJ, &json!({"OwnerId": en}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let row_id = rows(&mut org, &case_id)[0]["Id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let fired = |org: &mut Org, change: Value| -> Vec<String> {
+            let e = org
+                .update(&router, Some(ROW_OBJ), &row_id, &change)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let mut names: Vec<String> = publishes(&e)
+                .into_iter()
+                .map(|p| p.0.trim_start_matches("/topic/").to_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        // A field in no clause: only All.
+        assert_eq!(fired(&mut org, json!({"Error__c": "x"})), vec!["All"]);
+        // A SELECT field: All, Referenced, Select.
+        assert_eq!(
+            fired(&mut org, json!({"Skills__c": "A"})),
+            vec!["All", "Ref", "Sel"]
+        );
+        // A WHERE field: All, Referenced, Where.
+        assert_eq!(
+            fired(&mut org, json!({"Attempts__c": 1.0})),
+            vec!["All", "Ref", "Where"]
+        );
+        // Same value again: nothing changed, only All.
+        assert_eq!(fired(&mut org, json!({"Attempts__c": 1.0})), vec!["All"]);
+        // No longer matching WHERE: nobody.
+        assert!(fired(&mut org, json!({"Attempts__c": 7.0})).is_empty());
+    }
+
+    #[test]
+    fn operation_flags_and_inactive_topics() {
+        let (mut org, router) = demo();
+        let en = queue(&mut org, "Support EN");
+        let (topic, _) = org
+            .create(&router, PUSHTOPIC_OBJ, &json!({"Name": "Cases", "ApiVersion": 58.0, "Query": "SELECT Id, Subject FROM Case",
+                "NotifyForOperationCreate": false, "NotifyForFields": "All"}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (case_id, e) = org
+            .create(&router, CASE_OBJ, &json!({"OwnerId": en}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(publishes(&e).iter().all(|p| p.0 != "/topic/Cases"));
+        let e = org
+            .update(&router, Some(CASE_OBJ), &case_id, &json!({"Subject": "s"}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(publishes(&e).len(), 1);
+        let e = org
+            .delete(CASE_OBJ, &case_id)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(publishes(&e)[0].1, EventType::Deleted);
+        let e = org
+            .update(
+                &router,
+                Some(PUSHTOPIC_OBJ),
+                &topic,
+                &json!({"IsActive": false}),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(e, vec![Effect::ClearChannel("/topic/Cases".into())]);
+        assert!(!org.active_topic("Cases"));
+        let (c2, _) = org
+            .create(&router, CASE_OBJ, &json!({"OwnerId": en}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let e = org
+            .update(&router, Some(CASE_OBJ), &c2, &json!({"Subject": "s"}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(publishes(&e).is_empty());
+    }
+
+    #[test]
+    fn pushtopic_validation() {
+        let (mut org, router) = demo();
+        let mut try_topic = |name: &str, query: &str| {
+            org.create(
+                &router,
+                PUSHTOPIC_OBJ,
+                &json!({"Name": name, "Query": query, "ApiVersion": 58.0}),
+            )
+            .map(|_| ())
+            .map_err(|e| (e.code, e.message))
+        };
+        assert!(try_topic("Ok", TOPIC).is_ok());
+        let dup = try_topic("Ok", TOPIC).err().unwrap_or_default();
+        assert_eq!(dup.0, "DUPLICATE_VALUE");
+        let long = try_topic("A_name_longer_than_25_chars", TOPIC)
+            .err()
+            .unwrap_or_default();
+        assert_eq!(long.0, "STRING_TOO_LONG");
+        let big = format!(
+            "SELECT Id FROM Case WHERE Subject IN ({})",
+            vec!["'xxxxxxxxxx'"; 120].join(",")
+        );
+        assert_eq!(
+            try_topic("Big", &big).err().unwrap_or_default().0,
+            "STRING_TOO_LONG"
+        );
+        for (q, needle) in [
+            ("SELECT Subject FROM Case", "Id field"),
+            ("SELECT Id, Subject FROM Case ORDER BY Subject", "ORDER BY"),
+            ("SELECT Id, Subject FROM Case LIMIT 5", "LIMIT"),
+            ("SELECT Id FROM Case", "other than Id"),
+            ("SELECT Id, Name FROM User", "not supported"),
+            ("SELEC Id FROM Case", "Invalid PushTopic query"),
+            ("SELECT Id, Nope__c FROM Case", "Nope__c"),
+        ] {
+            let (code, msg) = try_topic("T", q).err().unwrap_or_default();
+            assert_eq!(code, "INVALID_FIELD", "{q}");
+            assert!(msg.contains(needle), "{q}: {msg}");
+        }
+    }
+
+    #[test]
+    fn mapping_rows_fill_queue_id_or_are_rejected() {
+        let (mut org, router) = demo();
+        let unrouted = queue(&mut org, "Unrouted");
+        let (id, _) = org
+            .create(
+                &router,
+                MAPPING_OBJ,
+                &json!({"Salesforce_Queue_Name__c": "Unrouted", "CIC_Workgroup_Name__c": "Other"}),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            org.record(&id).and_then(|r| r.str("Queue_Id__c")),
+            Some(unrouted.as_str())
+        );
+        assert_eq!(
+            org.monitored().get(&unrouted).map(String::as_str),
+            Some("Other")
+        );
+        let e = org
+            .create(
+                &router,
+                MAPPING_OBJ,
+                &json!({"Salesforce_Queue_Name__c": "support en", "CIC_Workgroup_Name__c": "W"}),
+            )
+            .err();
+        assert_eq!(
+            e.map(|e| e.code),
+            Some("FIELD_CUSTOM_VALIDATION_EXCEPTION".to_owned())
+        );
+        let e = org
+            .create(
+                &router,
+                MAPPING_OBJ,
+                &json!({"Salesforce_Queue_Name__c": "Billing", "CIC_Workgroup_Name__c": "W"}),
+            )
+            .err();
+        assert_eq!(e.map(|e| e.code), Some("DUPLICATE_VALUE".to_owned()));
+        // Renaming the mapping to another queue moves Queue_Id__c with it.
+        let e = org
+            .update(
+                &router,
+                Some(MAPPING_OBJ),
+                &id,
+                &json!({"Salesforce_Queue_Name__c": "Support EN"}),
+            )
+            .err();
+        assert_eq!(e.map(|e| e.code), Some("DUPLICATE_VALUE".to_owned()));
+        let billing_map = org
+            .records
+            .values()
+            .find(|r| {
+                r.object.name == MAPPING_OBJ && r.str("CIC_Workgroup_Name__c") == Some("Billing")
+            })
+            .map(|r| r.id().to_owned())
+            .unwrap_or_default();
+        org.delete(MAPPING_OBJ, &billing_map)
+            .unwrap_or_else(|e| panic!("{e}"));
+        org.update(
+            &router,
+            Some(MAPPING_OBJ),
+            &id,
+            &json!({"Salesforce_Queue_Name__c": "Billing"}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let billing = queue(&mut org, "Billing");
+        assert_eq!(
+            org.record(&id).and_then(|r| r.str("Queue_Id__c")),
+            Some(billing.as_str())
+        );
+    }
+
+    #[test]
+    fn trigger_end_to_end_through_org_writes() {
+        let (mut org, router) = demo();
+        let agent = org
+            .user_id_by_username("agent1@sors.demo")
+            .unwrap_or_default();
+        let (en, fr, unrouted) = (
+            queue(&mut org, "Support EN"),
+            queue(&mut org, "Support FR"),
+            queue(&mut org, "Unrouted"),
+        );
+        let (case_id, _) = org
+            .create(&router, CASE_OBJ, &json!({"OwnerId": en, "Subject": "S"}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let events = |org: &mut Org| -> Vec<String> {
+            rows(org, &case_id)
+                .iter()
+                .map(|r| r["Event__c"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        };
+        org.update(&router, Some(CASE_OBJ), &case_id, &json!({"OwnerId": fr}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        org.create(
+            &agent,
+            COMMENT_OBJ,
+            &json!({"ParentId": case_id, "CommentBody": "hi"}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        org.create(
+            &router,
+            EMAIL_OBJ,
+            &json!({"ParentId": case_id, "Incoming": true}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        org.update(&agent, Some(CASE_OBJ), &case_id, &json!({"OwnerId": agent}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Owner-written comment on an agent-owned case: none.
+        org.create(
+            &agent,
+            COMMENT_OBJ,
+            &json!({"ParentId": case_id, "CommentBody": "mine"}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        org.create(
+            &agent,
+            EMAIL_OBJ,
+            &json!({"ParentId": case_id, "Incoming": false}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        org.update(
+            &agent,
+            Some(CASE_OBJ),
+            &case_id,
+            &json!({"OwnerId": unrouted}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        org.update(&agent, Some(CASE_OBJ), &case_id, &json!({"OwnerId": en}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        org.update(
+            &agent,
+            Some(CASE_OBJ),
+            &case_id,
+            &json!({"Status": "Closed"}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            events(&mut org),
+            vec![
+                "New",
+                "QueueChanged",
+                "Comment",
+                "EmailReceived",
+                "AgentReply",
+                "OwnerChanged",
+                "CaseClosed"
+            ]
+        );
+        let r = rows(&mut org, &case_id);
+        assert_eq!(
+            r[4]["Workgroup__c"], "Support_FR",
+            "AgentReply takes the last row's workgroup"
+        );
+        assert_eq!(r[6]["Workgroup__c"], "Support_EN");
+        // A case with no rows: outgoing email and closing write nothing.
+        let (quiet, _) = org
+            .create(&agent, CASE_OBJ, &json!({"Subject": "mine"}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        org.create(
+            &agent,
+            EMAIL_OBJ,
+            &json!({"ParentId": quiet, "Incoming": false}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        org.update(&agent, Some(CASE_OBJ), &quiet, &json!({"Status": "Closed"}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(rows(&mut org, &quiet).is_empty());
+    }
+
+    #[test]
+    fn write_validation_errors() {
+        let (mut org, router) = demo();
+        let code = |r: Result<(String, Vec<Effect>), ApiError>| {
+            r.err().map(|e| e.code).unwrap_or_default()
+        };
+        assert_eq!(
+            code(org.create(&router, ROW_OBJ, &json!({"Event__c": "New"}))),
+            "REQUIRED_FIELD_MISSING"
+        );
+        assert_eq!(
+            code(org.create(&router, CASE_OBJ, &json!({"CaseNumber": "1"}))),
+            "INVALID_FIELD_FOR_INSERT_UPDATE"
+        );
+        assert_eq!(
+            code(org.create(&router, CASE_OBJ, &json!({"Bogus": "1"}))),
+            "INVALID_FIELD"
+        );
+        assert_eq!(
+            code(org.create(&router, CASE_OBJ, &json!({"Subject": 5}))),
+            "JSON_PARSER_ERROR"
+        );
+        assert_eq!(
+            code(org.create(&router, CASE_OBJ, &json!({"OwnerId": "nope"}))),
+            "MALFORMED_ID"
+        );
+        assert_eq!(
+            code(org.create(&router, CASE_OBJ, &json!({"OwnerId": "500000000000000AAA"}))),
+            "INVALID_CROSS_REFERENCE_KEY"
+        );
+        assert_eq!(
+            code(org.create(
+                &router,
+                CASE_OBJ,
+                &json!({"ObjectRouting_Skills__c": "x".repeat(256)})
+            )),
+            "STRING_TOO_LONG"
+        );
+        assert_eq!(
+            code(org.create(&router, CASE_OBJ, &json!([1]))),
+            "JSON_PARSER_ERROR"
+        );
+        let e = org
+            .create(&router, "Account", &json!({}))
+            .err()
+            .unwrap_or_else(|| ApiError::not_found());
+        assert_eq!((e.status, e.code.as_str()), (404, "NOT_FOUND"));
+        assert!(
+            e.message
+                .contains("sObject type 'Account' is not supported.")
+        );
+        let (id, _) = org
+            .create(&router, CASE_OBJ, &json!({}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        org.delete(CASE_OBJ, &id).unwrap_or_else(|e| panic!("{e}"));
+        let e = org
+            .update(&router, Some(CASE_OBJ), &id, &json!({"Subject": "x"}))
+            .err();
+        assert_eq!(e.map(|e| e.code), Some("ENTITY_IS_DELETED".to_owned()));
+        assert_eq!(
+            org.get(CASE_OBJ, &id, DEFAULT_VERSION)
+                .err()
+                .map(|e| e.status),
+            Some(404)
+        );
+    }
+
+    #[test]
+    fn query_paging_and_locators() {
+        let (mut org, router) = demo();
+        for i in 0..5 {
+            org.create(&router, CASE_OBJ, &json!({"Subject": format!("c{i}")}))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let page = org
+            .query("SELECT Subject FROM Case ORDER BY Subject DESC", "v58.0", 2)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(page.total_size, 5);
+        assert_eq!(page.records[0]["Subject"], "c4");
+        let next = page.next_records_url.unwrap_or_default();
+        assert!(next.starts_with("/services/data/v58.0/query/01g"), "{next}");
+        let loc = next.rsplit('/').next().unwrap_or_default();
+        let p2 = org
+            .query_more(loc, "v58.0")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p2.records[0]["Subject"], "c2");
+        let p3 = org
+            .query_more(
+                &p2.next_records_url
+                    .unwrap_or_default()
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+                "v58.0",
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p3.records.len(), 1);
+        assert!(p3.next_records_url.is_none());
+        assert_eq!(p3.to_json()["done"], true);
+        for bad in ["nope", "01gxyz-2", "x-y"] {
+            assert_eq!(
+                org.query_more(bad, "v58.0").err().map(|e| e.code),
+                Some("INVALID_QUERY_LOCATOR".to_owned())
+            );
+        }
+        let limited = org
+            .query("SELECT Id FROM Case LIMIT 3", "v58.0", 2000)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(limited.total_size, 3);
+    }
+
+    #[test]
+    fn sessions_logins_and_failures() {
+        let (mut org, _) = demo();
+        assert!(
+            org.login("router@sors.demo", "demo").is_none(),
+            "token required"
+        );
+        let (sid, user) = org
+            .login("ROUTER@sors.demo", "demoTOKEN")
+            .unwrap_or_default();
+        assert!(sid.starts_with(org.org_id15()) && sid.contains("!AQ"));
+        assert_eq!(org.session_user(&sid), Some(user));
+        org.expire_sessions();
+        assert_eq!(org.session_user(&sid), None);
+        assert!(org.client_login("sors-demo", "wrong").is_err());
+        assert!(org.client_login("sors-demo", "sors-demo-secret").is_ok());
+        org.add_fail_next(CallKind::Any, 2, InjectedError::UnableToLockRow);
+        assert_eq!(
+            org.take_failure(CallKind::Query),
+            Some(InjectedError::UnableToLockRow)
+        );
+        assert_eq!(
+            org.take_failure(CallKind::Update),
+            Some(InjectedError::UnableToLockRow)
+        );
+        assert_eq!(org.take_failure(CallKind::Update), None);
+        let old = org.org_id.clone();
+        org.sandbox_refresh();
+        assert_ne!(org.org_id, old);
+    }
 }

@@ -37,10 +37,13 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/services/data/{*rest}", axum::routing::any(not_found))
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(shared.clone());
-    let streaming = shared.streaming.router().layer(middleware::from_fn_with_state(
-        shared.clone(),
-        streaming_gate,
-    ));
+    let streaming = shared
+        .streaming
+        .router()
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            streaming_gate,
+        ));
     Router::new()
         .merge(data)
         .merge(login::router(shared.clone()))
@@ -93,11 +96,17 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .ok_or_else(ApiError::invalid_session)?;
-    let (scheme, token) = value.split_once(' ').ok_or_else(ApiError::invalid_session)?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(ApiError::invalid_session)?;
     if scheme.eq_ignore_ascii_case("Bearer") || scheme.eq_ignore_ascii_case("OAuth") {
         Ok(token.trim())
     } else {
-        Err(ApiError::new(401, "INVALID_AUTH_HEADER", "INVALID_HEADER_TYPE"))
+        Err(ApiError::new(
+            401,
+            "INVALID_AUTH_HEADER",
+            "INVALID_HEADER_TYPE",
+        ))
     }
 }
 
@@ -119,8 +128,11 @@ impl Reply {
 }
 
 fn usage_header(org: &Org) -> HeaderValue {
-    HeaderValue::from_str(&format!("api-usage={}/{}", org.api_used, org.daily_api_requests))
-        .unwrap_or(HeaderValue::from_static("api-usage=0/0"))
+    HeaderValue::from_str(&format!(
+        "api-usage={}/{}",
+        org.api_used, org.daily_api_requests
+    ))
+    .unwrap_or(HeaderValue::from_static("api-usage=0/0"))
 }
 
 fn error_response(e: &ApiError, usage: HeaderValue) -> Response {
@@ -147,7 +159,9 @@ fn rest_call(
                 return Err(f.api_error());
             }
             let token = bearer(headers)?;
-            let user = org.session_user(token).ok_or_else(ApiError::invalid_session)?;
+            let user = org
+                .session_user(token)
+                .ok_or_else(ApiError::invalid_session)?;
             if org.api_used >= org.daily_api_requests {
                 return Err(ApiError::request_limit());
             }
@@ -190,74 +204,140 @@ fn batch_size(headers: &HeaderMap) -> usize {
         .and_then(|v| {
             v.split(',').find_map(|part| {
                 let (k, n) = part.split_once('=')?;
-                (k.trim().eq_ignore_ascii_case("batchSize")).then(|| n.trim().parse::<usize>().ok())?
+                (k.trim().eq_ignore_ascii_case("batchSize"))
+                    .then(|| n.trim().parse::<usize>().ok())?
             })
         })
         .map_or(2000, |n| n.clamp(200, 2000))
 }
 
-async fn query(State(shared): St, Path(version): Path<String>, RawQuery(raw): RawQuery, headers: HeaderMap) -> Response {
+async fn query(
+    State(shared): St,
+    Path(version): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
     let batch = batch_size(&headers);
-    rest_call(&shared, &version, &headers, CallKind::Query, |org, _user| {
-        let params: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or_default())
-            .map_err(|_| ApiError::new(400, "MALFORMED_QUERY", "The query string could not be decoded"))?;
-        let q = params
-            .iter()
-            .find(|(k, _)| k == "q")
-            .map(|(_, v)| v.as_str())
-            .filter(|q| !q.trim().is_empty())
-            .ok_or_else(|| ApiError::new(400, "MALFORMED_QUERY", "A query string has to be specified"))?;
-        let page = org.query(q, &version, batch)?;
-        Reply::json(StatusCode::OK, page.to_json())
-    })
+    rest_call(
+        &shared,
+        &version,
+        &headers,
+        CallKind::Query,
+        |org, _user| {
+            let params: Vec<(String, String)> =
+                serde_urlencoded::from_str(raw.as_deref().unwrap_or_default()).map_err(|_| {
+                    ApiError::new(
+                        400,
+                        "MALFORMED_QUERY",
+                        "The query string could not be decoded",
+                    )
+                })?;
+            let q = params
+                .iter()
+                .find(|(k, _)| k == "q")
+                .map(|(_, v)| v.as_str())
+                .filter(|q| !q.trim().is_empty())
+                .ok_or_else(|| {
+                    ApiError::new(400, "MALFORMED_QUERY", "A query string has to be specified")
+                })?;
+            let page = org.query(q, &version, batch)?;
+            Reply::json(StatusCode::OK, page.to_json())
+        },
+    )
 }
 
-async fn query_more(State(shared): St, Path((version, locator)): Path<(String, String)>, headers: HeaderMap) -> Response {
-    rest_call(&shared, &version, &headers, CallKind::QueryMore, |org, _user| {
-        let page = org.query_more(&locator, &version)?;
-        Reply::json(StatusCode::OK, page.to_json())
-    })
+async fn query_more(
+    State(shared): St,
+    Path((version, locator)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    rest_call(
+        &shared,
+        &version,
+        &headers,
+        CallKind::QueryMore,
+        |org, _user| {
+            let page = org.query_more(&locator, &version)?;
+            Reply::json(StatusCode::OK, page.to_json())
+        },
+    )
 }
 
-async fn create(State(shared): St, Path((version, object)): Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Response {
-    rest_call(&shared, &version, &headers, CallKind::Create, |org, user| {
-        let input = parse_body(&body)?;
-        let (id, effects) = org.create(user, &object, &input)?;
-        Ok(Reply {
-            status: StatusCode::CREATED,
-            body: Some(json!({"id": id, "success": true, "errors": []})),
-            effects,
-        })
-    })
+async fn create(
+    State(shared): St,
+    Path((version, object)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    rest_call(
+        &shared,
+        &version,
+        &headers,
+        CallKind::Create,
+        |org, user| {
+            let input = parse_body(&body)?;
+            let (id, effects) = org.create(user, &object, &input)?;
+            Ok(Reply {
+                status: StatusCode::CREATED,
+                body: Some(json!({"id": id, "success": true, "errors": []})),
+                effects,
+            })
+        },
+    )
 }
 
-async fn read(State(shared): St, Path((version, object, id)): Path<(String, String, String)>, headers: HeaderMap) -> Response {
+async fn read(
+    State(shared): St,
+    Path((version, object, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
     rest_call(&shared, &version, &headers, CallKind::Read, |org, _user| {
         Reply::json(StatusCode::OK, org.get(&object, &id, &version)?)
     })
 }
 
-async fn update(State(shared): St, Path((version, object, id)): Path<(String, String, String)>, headers: HeaderMap, body: Bytes) -> Response {
-    rest_call(&shared, &version, &headers, CallKind::Update, |org, user| {
-        let input = parse_body(&body)?;
-        let effects = org.update(user, Some(&object), &id, &input)?;
-        Ok(Reply {
-            status: StatusCode::NO_CONTENT,
-            body: None,
-            effects,
-        })
-    })
+async fn update(
+    State(shared): St,
+    Path((version, object, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    rest_call(
+        &shared,
+        &version,
+        &headers,
+        CallKind::Update,
+        |org, user| {
+            let input = parse_body(&body)?;
+            let effects = org.update(user, Some(&object), &id, &input)?;
+            Ok(Reply {
+                status: StatusCode::NO_CONTENT,
+                body: None,
+                effects,
+            })
+        },
+    )
 }
 
-async fn delete(State(shared): St, Path((version, object, id)): Path<(String, String, String)>, headers: HeaderMap) -> Response {
-    rest_call(&shared, &version, &headers, CallKind::Delete, |org, _user| {
-        let effects = org.delete(&object, &id)?;
-        Ok(Reply {
-            status: StatusCode::NO_CONTENT,
-            body: None,
-            effects,
-        })
-    })
+async fn delete(
+    State(shared): St,
+    Path((version, object, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    rest_call(
+        &shared,
+        &version,
+        &headers,
+        CallKind::Delete,
+        |org, _user| {
+            let effects = org.delete(&object, &id)?;
+            Ok(Reply {
+                status: StatusCode::NO_CONTENT,
+                body: None,
+                effects,
+            })
+        },
+    )
 }
 
 const MAX_COLLECTION: usize = 200;
@@ -273,7 +353,10 @@ fn rolled_back() -> Value {
 /// sObject Collections (`composite/sobjects`) update (`create == false`) or create.
 fn collection(org: &mut Org, user: &str, body: &Bytes, create: bool) -> Result<Reply, ApiError> {
     let input = parse_body(body)?;
-    let all_or_none = input.get("allOrNone").and_then(Value::as_bool).unwrap_or(false);
+    let all_or_none = input
+        .get("allOrNone")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let records = input
         .get("records")
         .and_then(Value::as_array)
@@ -293,7 +376,9 @@ fn collection(org: &mut Org, user: &str, body: &Bytes, create: bool) -> Result<R
             let object = rec
                 .pointer("/attributes/type")
                 .and_then(Value::as_str)
-                .ok_or_else(|| ApiError::new(400, "INVALID_TYPE", "Must send a concrete entity type."))?;
+                .ok_or_else(|| {
+                    ApiError::new(400, "INVALID_TYPE", "Must send a concrete entity type.")
+                })?;
             if create {
                 let (id, e) = org.create(user, object, rec)?;
                 effects.extend(e);
@@ -303,7 +388,13 @@ fn collection(org: &mut Org, user: &str, body: &Bytes, create: bool) -> Result<R
                     .get("id")
                     .or_else(|| rec.get("Id"))
                     .and_then(Value::as_str)
-                    .ok_or_else(|| ApiError::new(400, "MISSING_ARGUMENT", "Id not specified in an update call"))?
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            400,
+                            "MISSING_ARGUMENT",
+                            "Id not specified in an update call",
+                        )
+                    })?
                     .to_owned();
                 let mut fields = rec.clone();
                 if let Some(m) = fields.as_object_mut() {
@@ -331,7 +422,9 @@ fn collection(org: &mut Org, user: &str, body: &Bytes, create: bool) -> Result<R
                     json!({"id": id, "success": false, "errors": [rolled_back()]})
                 }
                 Ok(id) => json!({"id": id, "success": true, "errors": []}),
-                Err(e) => json!({"id": given_id, "success": false, "errors": [e.collection_body()]}),
+                Err(e) => {
+                    json!({"id": given_id, "success": false, "errors": [e.collection_body()]})
+                }
             }
         })
         .collect();
@@ -342,37 +435,62 @@ fn collection(org: &mut Org, user: &str, body: &Bytes, create: bool) -> Result<R
     })
 }
 
-async fn composite_update(State(shared): St, Path(version): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    rest_call(&shared, &version, &headers, CallKind::Composite, |org, user| {
-        collection(org, user, &body, false)
-    })
+async fn composite_update(
+    State(shared): St,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    rest_call(
+        &shared,
+        &version,
+        &headers,
+        CallKind::Composite,
+        |org, user| collection(org, user, &body, false),
+    )
 }
 
-async fn composite_create(State(shared): St, Path(version): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    rest_call(&shared, &version, &headers, CallKind::Composite, |org, user| {
-        collection(org, user, &body, true)
-    })
+async fn composite_create(
+    State(shared): St,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    rest_call(
+        &shared,
+        &version,
+        &headers,
+        CallKind::Composite,
+        |org, user| collection(org, user, &body, true),
+    )
 }
 
 async fn limits(State(shared): St, Path(version): Path<String>, headers: HeaderMap) -> Response {
     let events = shared.streaming.counters();
-    rest_call(&shared, &version, &headers, CallKind::Limits, |org, _user| {
-        let max = org.daily_api_requests;
-        let used = org.api_used;
-        let lim = |max: u64, used: u64| json!({"Max": max, "Remaining": max.saturating_sub(used)});
-        Reply::json(
-            StatusCode::OK,
-            json!({
-                "DailyApiRequests": lim(max, used),
-                "DailyStreamingApiEvents": lim(200_000, events.delivered),
-                "DailyDurableStreamingApiEvents": lim(200_000, events.delivered),
-                "StreamingApiConcurrentClients": lim(1000, events.active_clients),
-                "DurableStreamingApiConcurrentClients": lim(1000, events.active_clients),
-                "DailyBulkApiBatches": lim(15_000, 0),
-                "DataStorageMB": lim(5, 0),
-            }),
-        )
-    })
+    rest_call(
+        &shared,
+        &version,
+        &headers,
+        CallKind::Limits,
+        |org, _user| {
+            let max = org.daily_api_requests;
+            let used = org.api_used;
+            let lim =
+                |max: u64, used: u64| json!({"Max": max, "Remaining": max.saturating_sub(used)});
+            Reply::json(
+                StatusCode::OK,
+                json!({
+                    "DailyApiRequests": lim(max, used),
+                    "DailyStreamingApiEvents": lim(200_000, events.delivered),
+                    "DailyDurableStreamingApiEvents": lim(200_000, events.delivered),
+                    "StreamingApiConcurrentClients": lim(1000, events.active_clients),
+                    "DurableStreamingApiConcurrentClients": lim(1000, events.active_clients),
+                    "DailyBulkApiBatches": lim(15_000, 0),
+                    "DataStorageMB": lim(5, 0),
+                }),
+            )
+        },
+    )
 }
 
 async fn not_found(State(shared): St) -> Response {
@@ -404,7 +522,13 @@ mod tests {
         }
         let mut h = HeaderMap::new();
         assert_eq!(batch_size(&h), 2000);
-        for (v, want) in [("batchSize=200", 200), ("batchSize=5", 200), ("batchSize=9999", 2000), ("x=1, batchSize=500", 500), ("batchSize=abc", 2000)] {
+        for (v, want) in [
+            ("batchSize=200", 200),
+            ("batchSize=5", 200),
+            ("batchSize=9999", 2000),
+            ("x=1, batchSize=500", 500),
+            ("batchSize=abc", 2000),
+        ] {
             h.insert("sforce-query-options", HeaderValue::from_static(v));
             assert_eq!(batch_size(&h), want, "{v}");
         }

@@ -254,7 +254,8 @@ impl ObjectDef {
 
     /// The field with this API name, matched case-insensitively.
     pub fn field(&self, name: &str) -> Option<&'static FieldDef> {
-        self.all_fields().find(|f| f.name.eq_ignore_ascii_case(name))
+        self.all_fields()
+            .find(|f| f.name.eq_ignore_ascii_case(name))
     }
 }
 

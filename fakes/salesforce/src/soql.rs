@@ -307,8 +307,13 @@ impl Parser {
     }
 
     fn ident(&mut self, what: &str) -> Result<String, SoqlError> {
+        self.name(what, false)
+    }
+
+    /// A field name, or (with `object`) an object name, which may be a keyword such as `Group`.
+    fn name(&mut self, what: &str, object: bool) -> Result<String, SoqlError> {
         match self.peek() {
-            Some(Tok::Word(w)) if !is_reserved(w) => {
+            Some(Tok::Word(w)) if object || !is_reserved(w) => {
                 let w = w.clone();
                 self.pos += 1;
                 if w.contains('.') {
@@ -347,7 +352,7 @@ impl Parser {
             }
         }
         self.expect_kw("FROM")?;
-        let object = self.ident("expected an object name")?;
+        let object = self.name("expected an object name", true)?;
         if self.peek() == Some(&Tok::Comma) {
             return Err(malformed("only one object per query is supported"));
         }
@@ -392,7 +397,11 @@ impl Parser {
         let limit = if self.eat_kw("LIMIT") {
             match self.next() {
                 Some(Tok::Num(n)) if n >= 0.0 && n.fract() == 0.0 => Some(n as u64),
-                _ => return Err(malformed("LIMIT must be followed by a non-negative integer")),
+                _ => {
+                    return Err(malformed(
+                        "LIMIT must be followed by a non-negative integer",
+                    ));
+                }
             }
         } else {
             None
@@ -473,8 +482,13 @@ impl Parser {
                 self.expect_kw("IN")?;
                 self.in_list(field, true)
             }
-            Some(Tok::Word(w)) if w.eq_ignore_ascii_case("INCLUDES") || w.eq_ignore_ascii_case("EXCLUDES") => {
-                Err(malformed(format!("{} is not supported by this fake", w.to_uppercase())))
+            Some(Tok::Word(w))
+                if w.eq_ignore_ascii_case("INCLUDES") || w.eq_ignore_ascii_case("EXCLUDES") =>
+            {
+                Err(malformed(format!(
+                    "{} is not supported by this fake",
+                    w.to_uppercase()
+                )))
             }
             Some(t) => Err(malformed(format!(
                 "unexpected token: '{}' (expected an operator: = != < <= > >= IN NOT IN LIKE)",
@@ -489,7 +503,9 @@ impl Parser {
             return Err(malformed("IN must be followed by a parenthesised list"));
         }
         if self.peek_kw("SELECT") {
-            return Err(malformed("semi-joins (IN (SELECT ...)) are not supported by this fake"));
+            return Err(malformed(
+                "semi-joins (IN (SELECT ...)) are not supported by this fake",
+            ));
         }
         let mut values = vec![self.literal()?];
         loop {
@@ -525,9 +541,9 @@ impl Parser {
 
 fn is_reserved(w: &str) -> bool {
     const RESERVED: &[&str] = &[
-        "SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "ORDER", "BY", "LIMIT",
-        "ASC", "DESC", "NULLS", "FIRST", "LAST", "GROUP", "HAVING", "OFFSET", "WITH", "FOR",
-        "USING", "TYPEOF", "INCLUDES", "EXCLUDES", "NULL", "TRUE", "FALSE",
+        "SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "ORDER", "BY", "LIMIT", "ASC",
+        "DESC", "NULLS", "FIRST", "LAST", "GROUP", "HAVING", "OFFSET", "WITH", "FOR", "USING",
+        "TYPEOF", "INCLUDES", "EXCLUDES", "NULL", "TRUE", "FALSE",
     ];
     RESERVED.iter().any(|r| r.eq_ignore_ascii_case(w))
 }
@@ -575,7 +591,9 @@ impl Query {
             bind_expr(e, obj)?;
         }
         for o in &mut self.order_by {
-            let def = obj.field(&o.field).ok_or_else(|| no_such_column(&o.field, obj.name))?;
+            let def = obj
+                .field(&o.field)
+                .ok_or_else(|| no_such_column(&o.field, obj.name))?;
             o.field = def.name.to_owned();
         }
         Ok(obj)
@@ -640,7 +658,9 @@ fn collect_fields(e: &Expr, out: &mut Vec<String>) {
 }
 
 fn bind_field(field: &mut String, obj: &ObjectDef) -> Result<FieldType, SoqlError> {
-    let def = obj.field(field).ok_or_else(|| no_such_column(field, obj.name))?;
+    let def = obj
+        .field(field)
+        .ok_or_else(|| no_such_column(field, obj.name))?;
     if def.ty == FieldType::TextArea {
         return Err(invalid_field(format!(
             "field '{}' can not be filtered in a query call",
@@ -690,7 +710,9 @@ fn bind_expr(e: &mut Expr, obj: &ObjectDef) -> Result<(), SoqlError> {
         }
         Expr::In { field, values, .. } => {
             let ty = bind_field(field, obj)?;
-            values.iter_mut().try_for_each(|v| check_literal(field, ty, v))
+            values
+                .iter_mut()
+                .try_for_each(|v| check_literal(field, ty, v))
         }
         Expr::Like { field, .. } => {
             let ty = bind_field(field, obj)?;
@@ -803,7 +825,10 @@ mod tests {
     }
 
     fn rec(pairs: &[(&str, SValue)]) -> HashMap<String, SValue> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
     }
 
     fn matches(q: &str, r: &HashMap<String, SValue>) -> bool {
@@ -851,7 +876,10 @@ mod tests {
             ("Status__c LIKE '_e_'", true),
             ("Status__c LIKE '_e'", false),
             ("Error__c LIKE '%'", false),
-            ("(Status__c = 'x' OR Attempts__c = 2) AND Status__c = 'New'", true),
+            (
+                "(Status__c = 'x' OR Attempts__c = 2) AND Status__c = 'New'",
+                true,
+            ),
         ] {
             assert_eq!(matches(&format!("{base}{cond}"), &r), want, "{cond}");
         }
@@ -862,11 +890,20 @@ mod tests {
         let when = parse_datetime("2024-01-01T10:00:00.000+0000");
         let r = rec(&[
             ("Incoming", SValue::Bool(true)),
-            ("CreatedDate", when.map(SValue::DateTime).unwrap_or(SValue::Null)),
+            (
+                "CreatedDate",
+                when.map(SValue::DateTime).unwrap_or(SValue::Null),
+            ),
             ("Subject", SValue::Str("It's broken".into())),
         ]);
-        assert!(matches("SELECT Id FROM EmailMessage WHERE Incoming = TRUE", &r));
-        assert!(!matches("SELECT Id FROM EmailMessage WHERE Incoming = false", &r));
+        assert!(matches(
+            "SELECT Id FROM EmailMessage WHERE Incoming = TRUE",
+            &r
+        ));
+        assert!(!matches(
+            "SELECT Id FROM EmailMessage WHERE Incoming = false",
+            &r
+        ));
         assert!(matches(
             "SELECT Id FROM EmailMessage WHERE CreatedDate > 2024-01-01T00:00:00Z AND CreatedDate < 2024-01-01T12:00:00+01:00",
             &r
@@ -896,14 +933,26 @@ mod tests {
             ("SELECT Owner.Name FROM Case", "relationship"),
             ("SELECT Id FROM Case, User", "one object"),
             ("SELECT Id FROM Case WHERE NOT Subject = 'x'", "NOT"),
-            ("SELECT Id FROM Case WHERE Subject = 'a' AND Subject = 'b' OR Subject = 'c'", "parentheses"),
+            (
+                "SELECT Id FROM Case WHERE Subject = 'a' AND Subject = 'b' OR Subject = 'c'",
+                "parentheses",
+            ),
             ("SELECT Id FROM Case GROUP BY Subject", "GROUP"),
-            ("SELECT Id FROM Case WHERE CreatedDate = TODAY", "date literals"),
-            ("SELECT Id FROM Case WHERE Id IN (SELECT ParentId FROM CaseComment)", "semi-joins"),
+            (
+                "SELECT Id FROM Case WHERE CreatedDate = TODAY",
+                "date literals",
+            ),
+            (
+                "SELECT Id FROM Case WHERE Id IN (SELECT ParentId FROM CaseComment)",
+                "semi-joins",
+            ),
             ("SELECT Id FROM Case WHERE Subject = 'open", "unterminated"),
             ("SELECT Id FROM Case LIMIT x", "LIMIT"),
             ("SELECT Id FROM Case OFFSET 5", "OFFSET"),
-            ("SELECT Id FROM Case WHERE CreatedDate > 2024-01-01", "unexpected token"),
+            (
+                "SELECT Id FROM Case WHERE CreatedDate > 2024-01-01",
+                "unexpected token",
+            ),
             ("DELETE FROM Case", "SELECT"),
         ] {
             let e = err(q);
@@ -918,13 +967,15 @@ mod tests {
         let a = rec(&[("Subject", SValue::Str("b".into()))]);
         let b = rec(&[("Subject", SValue::Str("A".into()))]);
         let c = rec(&[]);
-        let d = rec(&[("Subject", SValue::Str("b".into())), ("Priority", SValue::Str("High".into()))]);
+        let d = rec(&[
+            ("Subject", SValue::Str("b".into())),
+            ("Priority", SValue::Str("High".into())),
+        ]);
         let mut v = vec![&a, &c, &b, &d];
         v.sort_by(|x, y| {
-            q.compare(
-                &|f| x.get(f).cloned().unwrap_or(SValue::Null),
-                &|f| y.get(f).cloned().unwrap_or(SValue::Null),
-            )
+            q.compare(&|f| x.get(f).cloned().unwrap_or(SValue::Null), &|f| {
+                y.get(f).cloned().unwrap_or(SValue::Null)
+            })
         });
         // Priority DESC defaults to NULLS LAST: "High" before null.
         assert_eq!(v, vec![&b, &d, &a, &c]);
@@ -944,7 +995,10 @@ mod tests {
     fn short_ids_in_literals_become_18_chars() {
         let q = bound("SELECT Id FROM Case WHERE Id = '500000000000001'");
         match &q.filter {
-            Some(Expr::Cmp { value: SValue::Str(s), .. }) => assert_eq!(s.len(), 18),
+            Some(Expr::Cmp {
+                value: SValue::Str(s),
+                ..
+            }) => assert_eq!(s.len(), 18),
             other => panic!("{other:?}"),
         }
     }

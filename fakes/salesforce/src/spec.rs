@@ -91,7 +91,11 @@ impl OrgSpec {
         };
         let mut users = vec![user("router@sors.demo", "SORS", "Router")];
         for i in 1..=4 {
-            users.push(user(&format!("agent{i}@sors.demo"), "Agent", &i.to_string()));
+            users.push(user(
+                &format!("agent{i}@sors.demo"),
+                "Agent",
+                &i.to_string(),
+            ));
         }
         let queue = |n: &str| QueueSpec { name: n.to_owned() };
         let map = |q: &str, w: &str| MappingSpec {
@@ -144,13 +148,21 @@ impl OrgSpec {
         if self.users.is_empty() {
             return Err(Error::OrgSpec("an org needs at least one user".into()));
         }
-        let mut names: Vec<String> = self.users.iter().map(|u| u.username.to_lowercase()).collect();
+        let mut names: Vec<String> = self
+            .users
+            .iter()
+            .map(|u| u.username.to_lowercase())
+            .collect();
         names.sort();
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
             return Err(Error::OrgSpec(format!("duplicate username {}", w[0])));
         }
         for c in &self.oauth_clients {
-            if !self.users.iter().any(|u| u.username.eq_ignore_ascii_case(&c.run_as)) {
+            if !self
+                .users
+                .iter()
+                .any(|u| u.username.eq_ignore_ascii_case(&c.run_as))
+            {
                 return Err(Error::OrgSpec(format!(
                     "OAuth client {} runs as unknown user {}",
                     c.client_id, c.run_as
@@ -183,9 +195,13 @@ mod tests {
 
     #[test]
     fn bad_files_are_rejected_with_a_reason() {
-        let e = OrgSpec::from_toml_str("users = []").err().map(|e| e.to_string());
+        let e = OrgSpec::from_toml_str("users = []")
+            .err()
+            .map(|e| e.to_string());
         assert!(e.is_some_and(|m| m.contains("at least one user")));
-        let e = OrgSpec::from_toml_str("bogus = 1\nusers = []").err().map(|e| e.to_string());
+        let e = OrgSpec::from_toml_str("bogus = 1\nusers = []")
+            .err()
+            .map(|e| e.to_string());
         assert!(e.is_some_and(|m| m.contains("bogus")));
         let dup = r#"
             [[users]]

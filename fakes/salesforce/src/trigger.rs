@@ -17,9 +17,18 @@ pub struct CaseView {
 #[derive(Clone, Debug)]
 pub enum Change<'a> {
     CaseInserted(&'a CaseView),
-    CaseUpdated { old: &'a CaseView, new: &'a CaseView },
-    CommentInserted { case: &'a CaseView, author_id: &'a str },
-    EmailInserted { case: &'a CaseView, incoming: bool },
+    CaseUpdated {
+        old: &'a CaseView,
+        new: &'a CaseView,
+    },
+    CommentInserted {
+        case: &'a CaseView,
+        author_id: &'a str,
+    },
+    EmailInserted {
+        case: &'a CaseView,
+        incoming: bool,
+    },
 }
 
 /// The last routing row of a case (latest `CreatedDate`).
@@ -100,7 +109,9 @@ pub fn rules(change: &Change<'_>, m: &Monitored, last: Option<&LastRow>) -> Vec<
         Change::EmailInserted {
             case,
             incoming: true,
-        } => route("EmailReceived", &case.owner_id, m).into_iter().collect(),
+        } => route("EmailReceived", &case.owner_id, m)
+            .into_iter()
+            .collect(),
         // EmailMessage inserted, Incoming = false | case has a routing row | AgentReply (last row)
         Change::EmailInserted {
             incoming: false, ..
@@ -167,7 +178,14 @@ mod tests {
     #[test]
     fn queue_to_monitored_queue_is_queue_changed() {
         let (old, new) = (case(Q_EN, false), case(Q_FR, false));
-        let got = rules(&Change::CaseUpdated { old: &old, new: &new }, &m(), Some(&last_en()));
+        let got = rules(
+            &Change::CaseUpdated {
+                old: &old,
+                new: &new,
+            },
+            &m(),
+            Some(&last_en()),
+        );
         assert_eq!(got, vec![row("QueueChanged", Q_FR, "Support_FR")]);
     }
 
@@ -175,8 +193,19 @@ mod tests {
     fn user_or_unmonitored_queue_to_monitored_queue_is_owner_changed() {
         for from in [AGENT, Q_UNROUTED] {
             let (old, new) = (case(from, false), case(Q_EN, false));
-            let got = rules(&Change::CaseUpdated { old: &old, new: &new }, &m(), None);
-            assert_eq!(got, vec![row("OwnerChanged", Q_EN, "Support_EN")], "from {from}");
+            let got = rules(
+                &Change::CaseUpdated {
+                    old: &old,
+                    new: &new,
+                },
+                &m(),
+                None,
+            );
+            assert_eq!(
+                got,
+                vec![row("OwnerChanged", Q_EN, "Support_EN")],
+                "from {from}"
+            );
         }
     }
 
@@ -184,7 +213,14 @@ mod tests {
     fn agent_taking_ownership_or_move_to_unmonitored_queue_writes_nothing() {
         for to in [AGENT, Q_UNROUTED] {
             let (old, new) = (case(Q_EN, false), case(to, false));
-            let got = rules(&Change::CaseUpdated { old: &old, new: &new }, &m(), Some(&last_en()));
+            let got = rules(
+                &Change::CaseUpdated {
+                    old: &old,
+                    new: &new,
+                },
+                &m(),
+                Some(&last_en()),
+            );
             assert!(got.is_empty(), "to {to}");
         }
     }
@@ -192,58 +228,173 @@ mod tests {
     #[test]
     fn other_case_changes_write_nothing() {
         let (old, new) = (case(Q_EN, false), case(Q_EN, false));
-        assert!(rules(&Change::CaseUpdated { old: &old, new: &new }, &m(), Some(&last_en())).is_empty());
+        assert!(
+            rules(
+                &Change::CaseUpdated {
+                    old: &old,
+                    new: &new
+                },
+                &m(),
+                Some(&last_en())
+            )
+            .is_empty()
+        );
         // Reopening is not closing.
         let (old, new) = (case(Q_EN, true), case(Q_EN, false));
-        assert!(rules(&Change::CaseUpdated { old: &old, new: &new }, &m(), Some(&last_en())).is_empty());
+        assert!(
+            rules(
+                &Change::CaseUpdated {
+                    old: &old,
+                    new: &new
+                },
+                &m(),
+                Some(&last_en())
+            )
+            .is_empty()
+        );
     }
 
     #[test]
     fn comment_by_someone_else_on_monitored_case_is_comment() {
         let c = case(Q_EN, false);
-        let got = rules(&Change::CommentInserted { case: &c, author_id: AGENT }, &m(), None);
+        let got = rules(
+            &Change::CommentInserted {
+                case: &c,
+                author_id: AGENT,
+            },
+            &m(),
+            None,
+        );
         assert_eq!(got, vec![row("Comment", Q_EN, "Support_EN")]);
     }
 
     #[test]
     fn owner_written_comment_and_comment_on_unmonitored_case_write_nothing() {
         let c = case(AGENT, false);
-        assert!(rules(&Change::CommentInserted { case: &c, author_id: AGENT }, &m(), Some(&last_en())).is_empty());
+        assert!(
+            rules(
+                &Change::CommentInserted {
+                    case: &c,
+                    author_id: AGENT
+                },
+                &m(),
+                Some(&last_en())
+            )
+            .is_empty()
+        );
         // Owned by an agent: not in M, whoever writes.
-        assert!(rules(&Change::CommentInserted { case: &c, author_id: OTHER_AGENT }, &m(), Some(&last_en())).is_empty());
+        assert!(
+            rules(
+                &Change::CommentInserted {
+                    case: &c,
+                    author_id: OTHER_AGENT
+                },
+                &m(),
+                Some(&last_en())
+            )
+            .is_empty()
+        );
         let c = case(Q_UNROUTED, false);
-        assert!(rules(&Change::CommentInserted { case: &c, author_id: AGENT }, &m(), None).is_empty());
+        assert!(
+            rules(
+                &Change::CommentInserted {
+                    case: &c,
+                    author_id: AGENT
+                },
+                &m(),
+                None
+            )
+            .is_empty()
+        );
     }
 
     #[test]
     fn incoming_email_on_monitored_case_is_email_received() {
         let c = case(Q_FR, false);
-        let got = rules(&Change::EmailInserted { case: &c, incoming: true }, &m(), None);
+        let got = rules(
+            &Change::EmailInserted {
+                case: &c,
+                incoming: true,
+            },
+            &m(),
+            None,
+        );
         assert_eq!(got, vec![row("EmailReceived", Q_FR, "Support_FR")]);
         let c = case(AGENT, false);
-        assert!(rules(&Change::EmailInserted { case: &c, incoming: true }, &m(), Some(&last_en())).is_empty());
+        assert!(
+            rules(
+                &Change::EmailInserted {
+                    case: &c,
+                    incoming: true
+                },
+                &m(),
+                Some(&last_en())
+            )
+            .is_empty()
+        );
     }
 
     #[test]
     fn outgoing_email_is_agent_reply_only_when_the_case_has_rows() {
         let c = case(AGENT, false);
-        let got = rules(&Change::EmailInserted { case: &c, incoming: false }, &m(), Some(&last_en()));
+        let got = rules(
+            &Change::EmailInserted {
+                case: &c,
+                incoming: false,
+            },
+            &m(),
+            Some(&last_en()),
+        );
         assert_eq!(got, vec![row("AgentReply", Q_EN, "Support_EN")]);
-        assert!(rules(&Change::EmailInserted { case: &c, incoming: false }, &m(), None).is_empty());
+        assert!(
+            rules(
+                &Change::EmailInserted {
+                    case: &c,
+                    incoming: false
+                },
+                &m(),
+                None
+            )
+            .is_empty()
+        );
     }
 
     #[test]
     fn closing_is_case_closed_only_when_the_case_has_rows() {
         let (old, new) = (case(AGENT, false), case(AGENT, true));
-        let got = rules(&Change::CaseUpdated { old: &old, new: &new }, &m(), Some(&last_en()));
+        let got = rules(
+            &Change::CaseUpdated {
+                old: &old,
+                new: &new,
+            },
+            &m(),
+            Some(&last_en()),
+        );
         assert_eq!(got, vec![row("CaseClosed", Q_EN, "Support_EN")]);
-        assert!(rules(&Change::CaseUpdated { old: &old, new: &new }, &m(), None).is_empty());
+        assert!(
+            rules(
+                &Change::CaseUpdated {
+                    old: &old,
+                    new: &new
+                },
+                &m(),
+                None
+            )
+            .is_empty()
+        );
     }
 
     #[test]
     fn move_and_close_in_one_update_writes_both_in_order() {
         let (old, new) = (case(Q_EN, false), case(Q_FR, true));
-        let got = rules(&Change::CaseUpdated { old: &old, new: &new }, &m(), Some(&last_en()));
+        let got = rules(
+            &Change::CaseUpdated {
+                old: &old,
+                new: &new,
+            },
+            &m(),
+            Some(&last_en()),
+        );
         assert_eq!(
             got,
             vec![

@@ -342,7 +342,7 @@ impl CredentialStore {
         };
         if opener
             .open_raw(&file.key_check, KEY_CHECK_FIELD)
-            .map_or(true, |plain| plain != KEY_CHECK_PLAINTEXT)
+            .is_none_or(|plain| plain != KEY_CHECK_PLAINTEXT)
         {
             return Err(CredentialError::WrongKey {
                 path,

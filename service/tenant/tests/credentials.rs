@@ -70,7 +70,10 @@ fn save_then_load_round_trips_with_private_files() {
 
     let text = fs::read_to_string(store.path()).unwrap();
     assert_no_secret(&text);
-    assert!(text.contains("router@acme.example"), "user names are in clear");
+    assert!(
+        text.contains("router@acme.example"),
+        "user names are in clear"
+    );
     assert_eq!(read_json(&store)["version"], 1);
 
     // A new store (a restart) reads the key file and gets everything back.
@@ -106,7 +109,9 @@ fn every_save_uses_fresh_nonces() {
         .map(|s| s["nonce"].as_str().unwrap().to_owned())
         .collect();
     for nonce in &nonces {
-        let raw = base64::engine::general_purpose::STANDARD.decode(nonce).unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(nonce)
+            .unwrap();
         assert_eq!(raw.len(), 12, "96-bit nonce");
     }
     nonces.sort();
@@ -128,7 +133,10 @@ fn a_key_from_the_environment_is_used_instead_of_a_file() {
     store.save(&sample()).unwrap();
     assert!(!dir.path().join("secureData/key").exists(), "no key file");
     assert_eq!(
-        CredentialStore::open_with(dir.path(), &env).unwrap().load().unwrap(),
+        CredentialStore::open_with(dir.path(), &env)
+            .unwrap()
+            .load()
+            .unwrap(),
         sample()
     );
 
@@ -180,7 +188,10 @@ fn a_key_file_readable_by_others_is_refused() {
     fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
     fs::write(&key, b"short").unwrap();
     let err = CredentialStore::open_with(dir.path(), &no_env()).unwrap_err();
-    assert!(matches!(err, CredentialError::BadKeyFile { len: 5, .. }), "{err}");
+    assert!(
+        matches!(err, CredentialError::BadKeyFile { len: 5, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -190,7 +201,9 @@ fn a_modified_value_is_detected_and_named() {
     store.save(&sample()).unwrap();
     let mut json = read_json(&store);
     let ct = json["cic"]["password"]["ciphertext"].as_str().unwrap();
-    let mut raw = base64::engine::general_purpose::STANDARD.decode(ct).unwrap();
+    let mut raw = base64::engine::general_purpose::STANDARD
+        .decode(ct)
+        .unwrap();
     raw[0] ^= 1;
     json["cic"]["password"]["ciphertext"] =
         base64::engine::general_purpose::STANDARD.encode(raw).into();
@@ -282,7 +295,10 @@ fn check_summarises_without_secrets() {
     let store = CredentialStore::open_with(dir.path(), &no_env()).unwrap();
     store.save(&sample()).unwrap();
     let summary = store.check().unwrap();
-    assert_eq!(summary.salesforce_username.as_deref(), Some("router@acme.example"));
+    assert_eq!(
+        summary.salesforce_username.as_deref(),
+        Some("router@acme.example")
+    );
     assert_eq!(summary.cic_user.as_deref(), Some("sors_service"));
     assert!(summary.salesforce_has_token);
     assert!(summary.salesforce_has_client_secret);
@@ -312,7 +328,10 @@ fn cli_set_and_show() {
     assert_no_secret(&shown);
     assert!(shown.contains("\"router@acme.example\""), "{shown}");
     assert!(shown.contains("security token not set"), "{shown}");
-    assert!(shown.contains("cic: user \"sors_service\""), "set-salesforce kept CIC: {shown}");
+    assert!(
+        shown.contains("cic: user \"sors_service\""),
+        "set-salesforce kept CIC: {shown}"
+    );
 
     let loaded = CredentialStore::open(dir.path()).unwrap().load().unwrap();
     assert_eq!(loaded.cic.unwrap().password.expose(), CIC_PASSWORD);
@@ -322,15 +341,24 @@ fn cli_set_and_show() {
 #[test]
 fn cli_secret_inputs() {
     let env = [("SF_PW", SF_PASSWORD), ("EMPTY", "")];
-    assert_eq!(cli::secret_from_env(&env, "SF_PW").unwrap().expose(), SF_PASSWORD);
+    assert_eq!(
+        cli::secret_from_env(&env, "SF_PW").unwrap().expose(),
+        SF_PASSWORD
+    );
     assert_eq!(cli::secret_from_env(&env, "EMPTY").unwrap().expose(), "");
     let err = cli::secret_from_env(&env, "NOPE").unwrap_err();
     assert!(err.to_string().contains("NOPE"), "{err}");
 
     let mut input = std::io::Cursor::new(format!("{CIC_PASSWORD}\r\nsecond line\n"));
-    assert_eq!(cli::secret_from_reader(&mut input).unwrap().expose(), CIC_PASSWORD);
+    assert_eq!(
+        cli::secret_from_reader(&mut input).unwrap().expose(),
+        CIC_PASSWORD
+    );
     let mut spaces = std::io::Cursor::new(" a b ");
-    assert_eq!(cli::secret_from_reader(&mut spaces).unwrap().expose(), " a b ");
+    assert_eq!(
+        cli::secret_from_reader(&mut spaces).unwrap().expose(),
+        " a b "
+    );
     let mut empty = std::io::Cursor::new("");
     assert!(cli::secret_from_reader(&mut empty).is_err());
 }

@@ -5,12 +5,11 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde_json::{Map, Value, json};
@@ -479,13 +478,17 @@ async fn messages(State(ctx): State<Ctx>, Path(sid): Path<String>, headers: Head
         shared: ctx.shared.clone(),
         sid,
     };
+    // Framing: one unnamed event per message (`data: <json>`), `:ping` comments when idle.
     let stream = futures::stream::unfold(
         (guard, notify, VecDeque::<Value>::new(), false),
-        |(guard, notify, mut pending, mut done)| async move {
+        move |(guard, notify, mut pending, mut done)| async move {
             loop {
                 if let Some(m) = pending.pop_front() {
-                    let ev = Event::default().data(m.to_string());
-                    return Some((Ok::<Event, Infallible>(ev), (guard, notify, pending, done)));
+                    let chunk = Bytes::from(format!("data: {m}\n\n"));
+                    return Some((
+                        Ok::<Bytes, Infallible>(chunk),
+                        (guard, notify, pending, done),
+                    ));
                 }
                 if done {
                     return None;
@@ -494,13 +497,24 @@ async fn messages(State(ctx): State<Ctx>, Path(sid): Path<String>, headers: Head
                 pending.extend(msgs);
                 done = over;
                 if pending.is_empty() && !done {
-                    notify.notified().await;
+                    tokio::select! {
+                        _ = notify.notified() => {}
+                        _ = tokio::time::sleep(keepalive) => {
+                            let ping = Bytes::from_static(b":ping\n\n");
+                            return Some((Ok(ping), (guard, notify, pending, done)));
+                        }
+                    }
                 }
             }
         },
     );
-    Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(keepalive).text("ping"))
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(stream),
+    )
         .into_response()
 }
 

@@ -83,10 +83,22 @@ pub struct Status {
     pub last_error: Option<String>,
 }
 
-/// Handle to the ICWS client. Cheap to clone; all clones drive the same session.
+/// Handle to the ICWS client. Cheap to clone; all clones drive the same session. When the last
+/// clone is dropped the supervisor shuts down as if [`Icws::shutdown`] had been called (without
+/// waiting for it).
 #[derive(Clone)]
 pub struct Icws {
     inner: Arc<Inner>,
+    _last: Arc<LastHandle>,
+}
+
+/// Dropped with the last [`Icws`] clone: asks the supervisor to close the session and stop.
+struct LastHandle(Arc<Inner>);
+
+impl Drop for LastHandle {
+    fn drop(&mut self) {
+        self.0.shutdown.send_replace(true);
+    }
 }
 
 struct Session {
@@ -170,7 +182,8 @@ impl Icws {
         });
         let task = tokio::spawn(inner.clone().supervise(events_tx, lost_rx));
         *lock(&inner.task) = Some(task);
-        Ok((Icws { inner }, events_rx))
+        let last = Arc::new(LastHandle(inner.clone()));
+        Ok((Icws { inner, _last: last }, events_rx))
     }
 
     /// Sets the workgroups whose queues are watched: subscribes the new ones and unsubscribes

@@ -869,3 +869,24 @@ async fn invalid_configuration_is_refused_at_start() {
     let err = sors_icws::Icws::start(bad_ca).err().expect("refused");
     assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
 }
+
+#[tokio::test]
+async fn dropping_the_last_handle_closes_the_session() {
+    let cic = MiniCic::start(CicState::default()).await;
+    let (icws, mut rx) = start_client(config(vec![cic.url()], MessagingMode::Poll)).await;
+    assert!(connected(&next_event(&mut rx).await));
+    let clone = icws.clone();
+    drop(icws);
+    assert!(
+        clone.status().connected,
+        "a remaining clone keeps the client running"
+    );
+    drop(clone);
+    cic.wait("DELETE connection", |s| {
+        s.count("DELETE", "/icws/29113001/connection") == 1
+    })
+    .await;
+    // The supervisor is gone: the event channel closes.
+    let closed = tokio::time::timeout(DEADLINE, async { while rx.recv().await.is_some() {} }).await;
+    assert!(closed.is_ok(), "event channel still open");
+}

@@ -34,7 +34,6 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             patch(composite_update).post(composite_create),
         )
         .route("/services/data/{version}/limits", get(limits))
-        .route("/services/data/{*rest}", axum::routing::any(not_found))
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(shared.clone());
     let streaming = shared
@@ -49,7 +48,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .merge(login::router(shared.clone()))
         .merge(streaming)
         .layer(middleware::from_fn_with_state(shared.clone(), latency))
-        .merge(control::router(shared))
+        .merge(control::router(shared.clone()))
+        .fallback(move || not_found(State(shared)))
 }
 
 /// Injected latency for every non-control request.

@@ -542,6 +542,18 @@ impl Config {
                 ),
             ));
         }
+        let generic_login = url::Url::parse(&sf.login_url).is_ok_and(|u| {
+            matches!(
+                u.host_str(),
+                Some("login.salesforce.com" | "test.salesforce.com")
+            )
+        });
+        if sf.auth == SalesforceAuth::ClientCredentials && generic_login {
+            p.push(Problem::new(
+                "salesforce.login_url",
+                "auth = \"client-credentials\" needs your My Domain URL (https://example.my.salesforce.com), not login.salesforce.com or test.salesforce.com",
+            ));
+        }
         for (key, value) in [
             ("salesforce.api_version", &sf.api_version),
             ("salesforce.soap_api_version", &sf.soap_api_version),

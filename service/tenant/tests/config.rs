@@ -149,6 +149,28 @@ fn a_wrong_enum_value_lists_the_allowed_ones() {
 }
 
 #[test]
+fn client_credentials_need_my_domain() {
+    let dir = TempDir::new("cfg-cc");
+    let env = [("SORS_SALESFORCE_AUTH", "client-credentials")];
+    let found = problems(Config::load_with(dir.path(), &env).unwrap_err());
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with("salesforce.login_url") && p.contains("My Domain")),
+        "{found:?}"
+    );
+    let env = [
+        ("SORS_SALESFORCE_AUTH", "client-credentials"),
+        (
+            "SORS_SALESFORCE_LOGIN_URL",
+            "https://acme.my.salesforce.com",
+        ),
+    ];
+    let config = Config::load_with(dir.path(), &env).expect("My Domain is fine");
+    assert_eq!(config.salesforce.auth, SalesforceAuth::ClientCredentials);
+}
+
+#[test]
 fn not_toml_is_a_syntax_error() {
     let dir = TempDir::new("cfg-syntax");
     fs::write(dir.path().join("config.toml"), "[routing\n").unwrap();

@@ -513,3 +513,63 @@ async fn stopped_server_refuses_connections_and_starts_again() {
     assert!(err.is_connect(), "{err:?}");
     fake.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_put_on_an_existing_watch_replaces_it() {
+    let fake = start(fast_site()).await;
+    let s = connect(&fake.primary_url()).await;
+    s.watch_results().await;
+    s.watch(
+        "w",
+        json!([{"queueType": 2, "queueName": "Support_EN"}]),
+        &["SF_CaseId"],
+    )
+    .await;
+    s.watch(
+        "w",
+        json!([{"queueType": 2, "queueName": "Billing"}]),
+        &["SF_CaseId"],
+    )
+    .await;
+    assert_eq!(
+        s.route(&route_data("R1", "C-EN", "Support_EN", "")).await,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        s.route(&route_data("R2", "C-BI", "Billing", "")).await,
+        StatusCode::ACCEPTED
+    );
+    let msgs = s
+        .poll_until("both results and the Billing addition", |m| {
+            !results_for(m, "R1").is_empty()
+                && queue_msgs(m, "w")
+                    .iter()
+                    .any(|q| q["interactionsAdded"][0]["attributes"]["SF_CaseId"] == "C-BI")
+        })
+        .await;
+    let snapshots = queue_msgs(&msgs, "w")
+        .iter()
+        .filter(|q| q["isDelta"] == false)
+        .count();
+    assert_eq!(snapshots, 2, "each PUT sends a snapshot");
+    assert!(
+        !queue_msgs(&msgs, "w")
+            .iter()
+            .any(|q| q.to_string().contains("C-EN")),
+        "the replaced watch no longer covers Support_EN"
+    );
+    // DELETE stops it.
+    let (st, _) = s
+        .send(Method::DELETE, "messaging/subscriptions/queues/w", None)
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    assert_eq!(
+        s.route(&route_data("R3", "C-BI3", "Billing", "")).await,
+        StatusCode::ACCEPTED
+    );
+    let later = s
+        .poll_until("R3 result", |m| !results_for(m, "R3").is_empty())
+        .await;
+    assert!(queue_msgs(&later, "w").is_empty(), "{later:#?}");
+    fake.shutdown().await;
+}

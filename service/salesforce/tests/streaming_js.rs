@@ -46,7 +46,9 @@ impl NodeServer {
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run `node` (needed by this test; ci/test installs it): {e}"));
+            .unwrap_or_else(|e| {
+                panic!("cannot run `node` (needed by this test; ci/test installs it): {e}")
+            });
         let stdout = child.stdout.take().expect("piped stdout");
         let stdin = child.stdin.take().expect("piped stdin");
         let lines = Arc::new(Mutex::new(Vec::new()));
@@ -82,7 +84,11 @@ impl NodeServer {
 
     async fn wait_line(&self, secs: u64, pred: impl Fn(&str) -> bool) -> String {
         let ok = wait_until(secs, || self.has_line(&pred).is_some()).await;
-        assert!(ok, "node server never printed the expected line; got {:?}", self.lines.lock().expect("lines"));
+        assert!(
+            ok,
+            "node server never printed the expected line; got {:?}",
+            self.lines.lock().expect("lines")
+        );
         self.has_line(&pred).unwrap_or_default()
     }
 
@@ -139,7 +145,8 @@ async fn stream_receive_and_recover(script: &str, arg: &str) -> NodeServer {
 
     let (ev, _) = next_event(&mut rx, 20, |e| matches!(e, StreamEvent::Subscribed { .. })).await;
     assert_eq!(ev, StreamEvent::Subscribed { replay_from: -1 });
-    node.wait_line(20, |l| l.starts_with("SUBSCRIBE ") && l.contains(CHANNEL)).await;
+    node.wait_line(20, |l| l.starts_with("SUBSCRIBE ") && l.contains(CHANNEL))
+        .await;
 
     node.send(&format!("publish {CHANNEL} 5 a01")).await;
     let (ev, _) = next_event(&mut rx, 20, is_push("a01")).await;
@@ -155,13 +162,18 @@ async fn stream_receive_and_recover(script: &str, arg: &str) -> NodeServer {
 
     // The server forgets us: re-handshake and re-subscribe with the last seen replay id.
     node.send("forget").await;
-    let (_, before) = next_event(&mut rx, 20, |e| matches!(e, StreamEvent::Subscribed { .. })).await;
+    let (_, before) =
+        next_event(&mut rx, 20, |e| matches!(e, StreamEvent::Subscribed { .. })).await;
     assert!(
-        before.iter().any(|e| matches!(e, StreamEvent::Disconnected { .. })),
+        before
+            .iter()
+            .any(|e| matches!(e, StreamEvent::Disconnected { .. })),
         "a Disconnected precedes the new subscription: {before:?}"
     );
     assert!(
-        before.iter().any(|e| matches!(e, StreamEvent::ResyncNeeded { .. })),
+        before
+            .iter()
+            .any(|e| matches!(e, StreamEvent::ResyncNeeded { .. })),
         "these servers do not replay, so the router is told to scan: {before:?}"
     );
     node.wait_line(20, |l| {
@@ -171,10 +183,15 @@ async fn stream_receive_and_recover(script: &str, arg: &str) -> NodeServer {
 
     node.send(&format!("publish {CHANNEL} 6 a02")).await;
     next_event(&mut rx, 20, is_push("a02")).await;
-    assert_eq!(sf.stats().relogins, 0, "an unknown client is not a reason to re-login");
+    assert_eq!(
+        sf.stats().relogins,
+        0,
+        "an unknown client is not a reason to re-login"
+    );
 
     handle.shutdown().await;
-    node.wait_line(20, |l| l.starts_with("META_DISCONNECT ")).await;
+    node.wait_line(20, |l| l.starts_with("META_DISCONNECT "))
+        .await;
     // The channel closes once the stream task ends.
     let ended = tokio::time::timeout(Duration::from_secs(20), async {
         while rx.recv().await.is_some() {}

@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -23,7 +24,9 @@ fn js_dir() -> PathBuf {
 struct NodeClient {
     child: Child,
     lines: mpsc::UnboundedReceiver<Value>,
+    /// Every line printed so far, in order; `claimed` indexes those `wait_for` returned.
     seen: Vec<Value>,
+    claimed: HashSet<usize>,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -76,21 +79,26 @@ impl NodeClient {
             child,
             lines,
             seen: Vec::new(),
+            claimed: HashSet::new(),
             stderr,
         }
     }
 
-    /// Waits (up to 20 s) for a new line matching `pred` and returns it.
+    /// Waits (up to 20 s) for a line matching `pred` that no earlier call returned, and returns
+    /// it. Lines may come in any order (an event can be printed before the subscribe callback).
     async fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
+            let unclaimed = |i: &usize| !self.claimed.contains(i);
+            if let Some(i) = (0..self.seen.len())
+                .filter(unclaimed)
+                .find(|&i| pred(&self.seen[i]))
+            {
+                self.claimed.insert(i);
+                return self.seen[i].clone();
+            }
             match tokio::time::timeout_at(deadline, self.lines.recv()).await {
-                Ok(Some(line)) => {
-                    self.seen.push(line.clone());
-                    if pred(&line) {
-                        return line;
-                    }
-                }
+                Ok(Some(line)) => self.seen.push(line),
                 Ok(None) | Err(_) => {
                     let status = self.child.try_wait().ok().flatten();
                     let stderr = self.stderr.lock().map(|s| s.clone()).unwrap_or_default();

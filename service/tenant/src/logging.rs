@@ -21,7 +21,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use chrono::{Datelike, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_appender::non_blocking::WorkerGuard;
@@ -270,7 +270,11 @@ fn prune_and_report(dir: &Path, retention_days: u32) {
 /// `application.YYYY-MM-DD.log` (or the original product's `application-YYYY-MM-DD.log`) are
 /// touched. Returns the removed files.
 pub fn prune_logs(dir: &Path, retention_days: u32, today: NaiveDate) -> io::Result<Vec<PathBuf>> {
-    let keep_from = today - chrono::Days::new(u64::from(retention_days.saturating_sub(1)));
+    let keep_from = today
+        .checked_sub_days(chrono::Days::new(u64::from(
+            retention_days.saturating_sub(1),
+        )))
+        .unwrap_or(NaiveDate::MIN);
     let mut removed = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
@@ -292,9 +296,7 @@ fn log_file_date(name: &str) -> Option<NaiveDate> {
     let rest = name.strip_prefix(FILE_PREFIX)?;
     let rest = rest.strip_prefix('.').or_else(|| rest.strip_prefix('-'))?;
     let date = rest.strip_suffix(FILE_SUFFIX)?.strip_suffix('.')?;
-    NaiveDate::parse_from_str(date, "%Y-%m-%d")
-        .ok()
-        .filter(|d| d.year() > 1970)
+    NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()
 }
 
 /// Whether an `event` field value is an operational event (journal-worthy).
@@ -347,9 +349,11 @@ impl JournalLayer {
         }
     }
 
+    /// A non-blocking socket: a busy journal must never stall the thread that logs.
     fn connect(&self) -> io::Result<UnixDatagram> {
         let socket = UnixDatagram::unbound()?;
         socket.connect(&self.socket_path)?;
+        socket.set_nonblocking(true)?;
         Ok(socket)
     }
 
@@ -362,9 +366,14 @@ impl JournalLayer {
             }
         }
         if let Some(s) = socket.as_ref() {
-            if let Err(e) = s.send(datagram) {
-                *socket = None;
-                self.warn_once(&e);
+            match s.send(datagram) {
+                Ok(_) => {}
+                // The journal's queue is full: this event is dropped, the socket kept.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.warn_once(&e),
+                Err(e) => {
+                    *socket = None;
+                    self.warn_once(&e);
+                }
             }
         }
     }
@@ -373,7 +382,7 @@ impl JournalLayer {
     fn warn_once(&self, error: &io::Error) {
         if !self.warned.swap(true, Ordering::Relaxed) {
             eprintln!(
-                "sors: cannot write to the system log at {} ({error}); operational events go to the log file only",
+                "sors: cannot write to the system log at {} ({error}); operational events that cannot be sent go to the log file only",
                 self.socket_path.display()
             );
         }

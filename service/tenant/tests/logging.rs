@@ -62,6 +62,13 @@ fn pruning_keeps_retention_days_including_today() {
     prune_logs(dir.path(), 1, date(2024, 3, 1)).unwrap();
     assert!(!names(dir.path()).contains(&"application.2024-02-29.log".to_owned()));
     assert!(names(dir.path()).contains(&"application.2024-03-01.log".to_owned()));
+    // An absurd retention (not validated when called directly) keeps everything, no panic.
+    fs::write(dir.path().join("application.0001-01-01.log"), "x").unwrap();
+    assert!(
+        prune_logs(dir.path(), u32::MAX, date(2024, 3, 1))
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]

@@ -28,7 +28,7 @@ fn init_writes_the_daily_file_and_the_journal() {
         .unwrap();
 
     let config = LoggingConfig {
-        level: "info".into(),
+        level: "warn".into(),
         retention_days: 7,
         dir: None,
         journal: true,
@@ -39,20 +39,32 @@ fn init_writes_the_daily_file_and_the_journal() {
     assert_eq!(guard.log_dir(), tenant.path().join("logs"));
     assert!(!old.exists(), "old files are pruned at start");
 
-    tracing::debug!("hidden at info level");
+    tracing::info!("hidden at warn level");
+    // An operational event below the configured level still reaches the journal.
     tracing::info!(
         event = "salesforce.login.ok",
         user = "router@acme.example",
         "Logged in successfully to Salesforce"
     );
+    tracing::warn!(
+        event = "icws.redirect",
+        "Error: 503: Connecting to alternate CIC Server"
+    );
     let mut buf = [0u8; 4096];
-    let n = journal
-        .recv(&mut buf)
-        .expect("journal datagram within 10 s");
-    let datagram = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let mut datagrams = Vec::new();
+    for _ in 0..2 {
+        let n = journal
+            .recv(&mut buf)
+            .expect("journal datagram within 10 s");
+        datagrams.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
     assert!(
-        datagram.contains("Logged in successfully to Salesforce event=salesforce.login.ok"),
-        "{datagram}"
+        datagrams[0].contains("Logged in successfully to Salesforce event=salesforce.login.ok"),
+        "{datagrams:?}"
+    );
+    assert!(
+        datagrams[1].contains("Connecting to alternate CIC Server event=icws.redirect"),
+        "{datagrams:?}"
     );
 
     // A second init in the same process is an error, not a panic.
@@ -74,10 +86,14 @@ fn init_writes_the_daily_file_and_the_journal() {
         text.push_str(&fs::read_to_string(&path).unwrap());
     }
     assert!(
-        text.contains("Logged in successfully to Salesforce"),
+        text.contains("Error: 503: Connecting to alternate CIC Server"),
         "{text}"
     );
-    assert!(text.contains("salesforce.login.ok"), "{text}");
-    assert!(!text.contains("hidden at info level"), "{text}");
+    assert!(text.contains("icws.redirect"), "{text}");
+    assert!(
+        !text.contains("Logged in successfully"),
+        "below the level: {text}"
+    );
+    assert!(!text.contains("hidden at warn level"), "{text}");
     assert!(!text.contains('\u{1b}'), "no colour codes in files");
 }

@@ -1,1 +1,9 @@
-//! (skeleton)
+//! The sors service: the runtime that wires the Salesforce and ICWS clients to the routing
+//! core, the status endpoints, the tenant wiring and the commands (`serve`, `check`, `demo`).
+
+pub mod check;
+pub mod demo;
+pub mod runtime;
+pub mod serve;
+pub mod status;
+pub mod wiring;

@@ -1,0 +1,629 @@
+//! The runtime: wires the Salesforce and ICWS clients to the routing core.
+//!
+//! One task owns the [`Router`] and is the only place that changes it. It feeds the router what
+//! the clients report, and carries out the effects the router returns as small tasks whose
+//! results come back as inputs. Pushes and row writes are batched over a short window, so a
+//! burst costs a few API calls. Nothing is stored locally: after a restart, the start-up scan
+//! and the CIC queue snapshots rebuild everything (routing.md §1).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use sors_core::model::*;
+use sors_core::router::{
+    DisconnectResult, Effect, Input, Notice, QueueMapping, Router, Settings, Source, WriteResult,
+};
+use sors_icws::{DisconnectOutcome, Icws, IcwsEvent};
+use sors_salesforce::{PushTopicOutcome, Salesforce, StreamEvent};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+use tracing::{error, info, warn};
+
+use crate::status::{AlertKind, Shared};
+
+/// Timing of the runtime (config `[routing]`).
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub settings: Settings,
+    pub sweep_interval: Duration,
+    /// `New` rows younger than this are not yet "missed" by the sweep.
+    pub sweep_grace: Duration,
+    /// How long pushes and writes are gathered before one call carries them all.
+    pub batch_window: Duration,
+    /// How often the router's timers are checked.
+    pub tick: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            settings: Settings::default(),
+            sweep_interval: Duration::from_secs(60),
+            sweep_grace: Duration::from_secs(120),
+            batch_window: Duration::from_millis(50),
+            tick: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Rows per sObject Collections call.
+const WRITE_BATCH: usize = 200;
+
+/// Runs until `shutdown` turns true. In-flight rows that have not finished stay `Processing` in
+/// Salesforce; the next start finishes them.
+pub async fn run(
+    opts: Options,
+    sf: Salesforce,
+    icws: Icws,
+    mut icws_events: mpsc::Receiver<IcwsEvent>,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    // Salesforce first: without it there is nothing to route.
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match sf.login().await {
+            Ok(s) => {
+                shared.salesforce_logged_in(&s.org_id, &s.instance_url);
+                break;
+            }
+            Err(e) => {
+                shared.salesforce_error(&e.to_string());
+                if wait_or_stop(&mut shutdown, delay).await {
+                    icws.shutdown().await;
+                    return;
+                }
+                delay = (delay * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
+    ensure_push_topic(&sf, &shared).await;
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<Input>();
+    let (stream, mut stream_rx) = sf.stream(-1);
+    let writer = Writer::spawn(sf.clone(), tx.clone(), opts.batch_window, shared.clone());
+    let (watch_tx, watch_rx) = watch::channel(Vec::<String>::new());
+    let watcher = tokio::spawn(watch_workgroups(icws.clone(), watch_rx, shared.clone()));
+    spawn_mappings(&sf, &tx, &shared);
+
+    let mut rt = Loop {
+        router: Router::new(opts.settings.clone()),
+        sf: sf.clone(),
+        icws: icws.clone(),
+        tx: tx.clone(),
+        writer: writer.tx.clone(),
+        watch_tx,
+        shared: shared.clone(),
+        scanned: false,
+    };
+    let mut tick = tokio::time::interval(opts.tick);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut sweep =
+        tokio::time::interval_at(Instant::now() + opts.sweep_interval, opts.sweep_interval);
+    sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut pushes: Vec<RowId> = Vec::new();
+    let mut push_flush: Option<Instant> = None;
+
+    loop {
+        let flush_at = push_flush;
+        tokio::select! {
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() {
+                    break;
+                }
+            }
+            Some(ev) = stream_rx.recv() => match ev {
+                StreamEvent::Push { row_id, .. } => {
+                    shared.push_received();
+                    pushes.push(row_id);
+                    if pushes.len() >= WRITE_BATCH {
+                        rt.feed(Input::Pushed(std::mem::take(&mut pushes)));
+                        push_flush = None;
+                    } else if push_flush.is_none() {
+                        push_flush = Some(Instant::now() + opts.batch_window);
+                    }
+                }
+                StreamEvent::Subscribed { replay_from } => {
+                    shared.streaming("subscribed");
+                    info!(event = "router.streaming.subscribed", replay_from, "PushTopic subscription in place");
+                    if !rt.scanned {
+                        rt.scanned = true;
+                        spawn_scan(&sf, &tx, &shared, "start-up");
+                    }
+                }
+                StreamEvent::ResyncNeeded { reason } => {
+                    warn!(event = "router.resync", %reason, "Streaming may have missed events: scanning the routing table");
+                    shared.alert(AlertKind::Resync, format!("streaming resync: {reason}"));
+                    spawn_scan(&sf, &tx, &shared, "resync");
+                }
+                StreamEvent::Disconnected { reason } => {
+                    shared.streaming("reconnecting");
+                    warn!(event = "router.streaming.down", %reason, "PushTopic stream is down; reconnecting");
+                }
+            },
+            Some(ev) = icws_events.recv() => rt.on_icws(ev),
+            Some(input) = rx.recv() => rt.feed(input),
+            _ = tick.tick() => {
+                rt.feed(Input::Tick);
+                shared.salesforce_stats(&sf.stats());
+            }
+            _ = sweep.tick() => {
+                spawn_sweep(&sf, &tx, &shared, opts.sweep_grace);
+                spawn_mappings(&sf, &tx, &shared);
+                let (sf2, shared2) = (sf.clone(), shared.clone());
+                tokio::spawn(async move { ensure_push_topic(&sf2, &shared2).await });
+            }
+            _ = async { tokio::time::sleep_until(flush_at.unwrap_or_else(Instant::now)).await }, if flush_at.is_some() => {
+                rt.feed(Input::Pushed(std::mem::take(&mut pushes)));
+                push_flush = None;
+            }
+        }
+    }
+
+    info!(
+        event = "router.stopping",
+        "Stopping: rows in flight stay Processing for the next start"
+    );
+    drop(rt);
+    drop(tx);
+    writer.finish().await;
+    watcher.abort();
+    stream.shutdown().await;
+    icws.shutdown().await;
+    info!(event = "router.stopped", "Stopped");
+}
+
+struct Loop {
+    router: Router,
+    sf: Salesforce,
+    icws: Icws,
+    tx: mpsc::UnboundedSender<Input>,
+    writer: mpsc::UnboundedSender<Vec<RowUpdate>>,
+    watch_tx: watch::Sender<Vec<String>>,
+    shared: Arc<Shared>,
+    scanned: bool,
+}
+
+impl Loop {
+    fn on_icws(&mut self, ev: IcwsEvent) {
+        match ev {
+            IcwsEvent::Connected {
+                server,
+                backup,
+                generation,
+            } => {
+                self.shared.cic_connected(&server, backup, generation);
+                self.feed(Input::IcwsUp);
+                let (icws, tx, shared) = (self.icws.clone(), self.tx.clone(), self.shared.clone());
+                tokio::spawn(async move {
+                    match tokio::try_join!(icws.workgroups(), icws.skills()) {
+                        Ok((workgroups, skills)) => {
+                            let _ = tx.send(Input::CicConfig { workgroups, skills });
+                        }
+                        Err(e) => {
+                            error!(event = "router.cic_config_failed", error = %e, "Could not read CIC workgroups and skills");
+                            shared.cic_error(&e.to_string());
+                        }
+                    }
+                });
+                if generation > 1 {
+                    self.shared.alert(
+                        AlertKind::Switchover,
+                        format!("CIC session re-established on {server}"),
+                    );
+                }
+            }
+            IcwsEvent::Lost { reason, .. } => {
+                self.shared.cic_lost(&reason);
+                self.feed(Input::IcwsDown { reason });
+            }
+            IcwsEvent::Snapshot {
+                workgroup,
+                interactions,
+            } => self.feed(Input::Snapshot {
+                workgroup,
+                interactions,
+            }),
+            IcwsEvent::Added(li) | IcwsEvent::Changed(li) => self.feed(Input::Upsert(li)),
+            IcwsEvent::Removed { id, .. } => self.feed(Input::Removed { id }),
+            IcwsEvent::RouteResult { entry_id, outcome } => {
+                self.feed(Input::RouteResult { entry_id, outcome })
+            }
+        }
+    }
+
+    fn feed(&mut self, input: Input) {
+        for effect in self.router.handle(Utc::now(), input) {
+            self.execute(effect);
+        }
+        self.shared.router_status(self.router.status());
+    }
+
+    fn execute(&mut self, effect: Effect) {
+        match effect {
+            Effect::FetchRows(ids) => {
+                let (sf, tx) = (self.sf.clone(), self.tx.clone());
+                tokio::spawn(async move {
+                    match sf.rows_by_ids(&ids).await {
+                        Ok(rows) => {
+                            let _ = tx.send(Input::Rows {
+                                source: Source::Push,
+                                rows,
+                            });
+                        }
+                        // The sweep finds them later.
+                        Err(e) => {
+                            warn!(event = "router.fetch_failed", rows = ids.len(), error = %e, "Could not read pushed rows")
+                        }
+                    }
+                });
+            }
+            Effect::ReadCases(ids) => {
+                let (sf, tx) = (self.sf.clone(), self.tx.clone());
+                tokio::spawn(async move {
+                    let input = match sf.cases(&ids).await {
+                        Ok(found) => Input::Cases {
+                            requested: ids,
+                            found,
+                        },
+                        Err(e) => {
+                            warn!(event = "router.cases_failed", cases = ids.len(), error = %e, "Could not read cases");
+                            Input::CasesFailed {
+                                requested: ids,
+                                error: e.to_string(),
+                            }
+                        }
+                    };
+                    let _ = tx.send(input);
+                });
+            }
+            Effect::WriteRows(updates) => {
+                let _ = self.writer.send(updates);
+            }
+            Effect::Raise(req) => {
+                let (icws, tx) = (self.icws.clone(), self.tx.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = icws.raise_route(&req).await {
+                        let _ = tx.send(Input::RaiseFailed {
+                            entry_id: req.entry_id,
+                            error: e.to_string(),
+                        });
+                    }
+                });
+            }
+            Effect::Disconnect {
+                interaction,
+                case_id,
+            } => {
+                let (icws, tx) = (self.icws.clone(), self.tx.clone());
+                tokio::spawn(async move {
+                    let result = match icws.disconnect(&interaction).await {
+                        Ok(DisconnectOutcome::Disconnected) => DisconnectResult::Disconnected,
+                        Ok(DisconnectOutcome::AlreadyGone) => DisconnectResult::AlreadyGone,
+                        Err(e) => {
+                            warn!(event = "router.disconnect_failed", interaction = %interaction, case = %case_id, error = %e, "Disconnect failed");
+                            DisconnectResult::Failed(e.to_string())
+                        }
+                    };
+                    let _ = tx.send(Input::DisconnectDone {
+                        interaction,
+                        result,
+                    });
+                });
+            }
+            Effect::InsertRow(row) => {
+                let (sf, tx) = (self.sf.clone(), self.tx.clone());
+                tokio::spawn(async move {
+                    let result = sf.insert_row(&row).await.map_err(|e| e.to_string());
+                    let _ = tx.send(Input::RowInserted {
+                        case_id: row.case_id,
+                        result,
+                    });
+                });
+            }
+            Effect::Watch(workgroups) => {
+                let _ = self.watch_tx.send(workgroups);
+            }
+            Effect::Notify(n) => self.notice(n),
+        }
+    }
+
+    fn notice(&self, n: Notice) {
+        match &n {
+            Notice::Routed {
+                row,
+                case_id,
+                interaction,
+                event,
+                attempts,
+                millis_since_created,
+            } => {
+                info!(event = "router.routed", row = %row, case = %case_id, interaction = %interaction, row_event = %event, attempts, time_to_route_ms = millis_since_created, "Routed");
+                self.shared.routed(*millis_since_created);
+            }
+            Notice::Closed { row, note } => {
+                info!(event = "router.closed", row = %row, %note, "Row processed without a new interaction");
+                self.shared.closed();
+            }
+            Notice::Failed { row, reason } => {
+                warn!(event = "router.failed", row = %row, %reason, "Row failed");
+                self.shared.failed(row, reason);
+            }
+            Notice::Retrying {
+                row,
+                attempt,
+                reason,
+            } => {
+                warn!(event = "router.retrying", row = %row, attempt, %reason, "Retrying");
+                self.shared.retried();
+            }
+            Notice::Disconnected {
+                interaction,
+                case_id,
+                why,
+            } => {
+                info!(event = "router.disconnected", interaction = %interaction, case = %case_id, %why, "Disconnected interaction");
+                self.shared.disconnected();
+            }
+            Notice::PushLost { rows } => {
+                warn!(
+                    event = "router.push_lost",
+                    rows, "Push notifications appear lost: the sweep found rows no push announced"
+                );
+                self.shared.push_lost(*rows);
+            }
+            Notice::SwitchoverReconciled {
+                lost,
+                reraised,
+                rerouting,
+            } => {
+                warn!(
+                    event = "router.switchover_reconciled",
+                    lost, reraised, rerouting, "Reconciled after the CIC session came back"
+                );
+                self.shared.alert(
+                    AlertKind::Switchover,
+                    format!("CIC switchover: {lost} interaction(s) lost, {rerouting} being re-routed, {reraised} request(s) raised again"),
+                );
+            }
+            Notice::RecoveryRowInserted { case_id, row } => {
+                info!(event = "router.recovery_row", case = %case_id, row = %row, "Inserted a SwitchoverRecovery row")
+            }
+            Notice::RecoveryRowFailed { case_id, error } => {
+                error!(event = "router.recovery_row_failed", case = %case_id, %error, "Could not insert a SwitchoverRecovery row")
+            }
+        }
+    }
+}
+
+async fn wait_or_stop(shutdown: &mut watch::Receiver<bool>, delay: Duration) -> bool {
+    if *shutdown.borrow() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => false,
+        r = shutdown.changed() => r.is_err() || *shutdown.borrow(),
+    }
+}
+
+async fn ensure_push_topic(sf: &Salesforce, shared: &Shared) {
+    match sf.ensure_push_topic().await {
+        Ok(PushTopicOutcome::Unchanged) => {}
+        Ok(outcome) => {
+            warn!(
+                event = "router.pushtopic_repaired",
+                ?outcome,
+                "The PushTopic was missing or different and has been fixed"
+            );
+            shared.alert(
+                AlertKind::PushTopic,
+                format!(
+                    "PushTopic {}",
+                    if outcome == PushTopicOutcome::Created {
+                        "was missing and has been created"
+                    } else {
+                        "differed and has been repaired"
+                    }
+                ),
+            );
+        }
+        Err(e) => {
+            error!(event = "router.pushtopic_failed", error = %e, "Could not check the PushTopic");
+            shared.salesforce_error(&e.to_string());
+        }
+    }
+}
+
+fn spawn_mappings(sf: &Salesforce, tx: &mpsc::UnboundedSender<Input>, shared: &Arc<Shared>) {
+    let (sf, tx, shared) = (sf.clone(), tx.clone(), shared.clone());
+    tokio::spawn(async move {
+        match sf.queue_mappings().await {
+            Ok(maps) => {
+                let maps: Vec<QueueMapping> = maps
+                    .into_iter()
+                    .filter_map(|m| {
+                        let Some(queue_id) = m.queue_id else {
+                            warn!(event = "router.mapping_unresolved", queue = %m.queue_name, "A mapping names a queue that does not exist");
+                            return None;
+                        };
+                        Some(QueueMapping {
+                            queue_id,
+                            queue_name: m.queue_name,
+                            workgroup: m.workgroup,
+                        })
+                    })
+                    .collect();
+                shared.mappings(maps.len());
+                let _ = tx.send(Input::Mappings(maps));
+            }
+            Err(e) => {
+                error!(event = "router.mappings_failed", error = %e, "Could not read the queue mappings");
+                shared.salesforce_error(&e.to_string());
+            }
+        }
+    });
+}
+
+fn spawn_scan(
+    sf: &Salesforce,
+    tx: &mpsc::UnboundedSender<Input>,
+    shared: &Arc<Shared>,
+    why: &'static str,
+) {
+    let (sf, tx, shared) = (sf.clone(), tx.clone(), shared.clone());
+    tokio::spawn(async move {
+        match sf.pending_rows().await {
+            Ok(rows) => {
+                info!(
+                    event = "router.scan",
+                    why,
+                    rows = rows.len(),
+                    "Scanned the routing table"
+                );
+                let _ = tx.send(Input::Rows {
+                    source: Source::Scan,
+                    rows,
+                });
+            }
+            Err(e) => {
+                error!(event = "router.scan_failed", why, error = %e, "Could not scan the routing table; the sweep will retry");
+                shared.salesforce_error(&e.to_string());
+            }
+        }
+    });
+}
+
+fn spawn_sweep(
+    sf: &Salesforce,
+    tx: &mpsc::UnboundedSender<Input>,
+    shared: &Arc<Shared>,
+    grace: Duration,
+) {
+    let (sf, tx, shared) = (sf.clone(), tx.clone(), shared.clone());
+    tokio::spawn(async move {
+        let before = Utc::now() - chrono::TimeDelta::from_std(grace).unwrap_or_default();
+        // New and Processing rows older than the grace period: New ones no push announced, and
+        // Processing ones whose final write was lost.
+        match sf.pending_rows().await {
+            Ok(rows) => {
+                let rows: Vec<RoutingRow> = rows
+                    .into_iter()
+                    .filter(|r| r.created_date < before)
+                    .collect();
+                let _ = tx.send(Input::Rows {
+                    source: Source::Sweep,
+                    rows,
+                });
+                shared.swept();
+            }
+            Err(e) => {
+                error!(event = "router.sweep_failed", error = %e, "Sweep failed");
+                shared.salesforce_error(&e.to_string());
+            }
+        }
+    });
+}
+
+async fn watch_workgroups(icws: Icws, mut rx: watch::Receiver<Vec<String>>, shared: Arc<Shared>) {
+    while rx.changed().await.is_ok() {
+        let set = rx.borrow_and_update().clone();
+        loop {
+            match icws.set_watched_workgroups(set.clone()).await {
+                Ok(()) => {
+                    shared.watched(&set);
+                    break;
+                }
+                Err(e) => {
+                    warn!(event = "router.watch_failed", error = %e, "Could not watch the workgroup queues; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if rx.has_changed().unwrap_or(true) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Gathers row updates for a short window and writes them in sObject Collections calls.
+struct Writer {
+    tx: mpsc::UnboundedSender<Vec<RowUpdate>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    fn spawn(
+        sf: Salesforce,
+        results: mpsc::UnboundedSender<Input>,
+        window: Duration,
+        shared: Arc<Shared>,
+    ) -> Writer {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<RowUpdate>>();
+        let task = tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = first;
+                let deadline = Instant::now() + window;
+                let mut closed = false;
+                while batch.len() < WRITE_BATCH {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(more)) => batch.extend(more),
+                        Ok(None) => {
+                            closed = true;
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                shared.write_call();
+                let written = match sf.update_rows(&batch).await {
+                    Ok(per_row) => per_row
+                        .into_iter()
+                        .map(|(id, r)| {
+                            let res = match r {
+                                Ok(()) => WriteResult::Ok,
+                                Err(e)
+                                    if matches!(
+                                        e.code(),
+                                        Some("ENTITY_IS_DELETED" | "NOT_FOUND")
+                                    ) =>
+                                {
+                                    WriteResult::Gone
+                                }
+                                Err(e) => WriteResult::Failed(e.to_string()),
+                            };
+                            (id, res)
+                        })
+                        .collect(),
+                    Err(e) => {
+                        warn!(event = "router.write_failed", rows = batch.len(), error = %e, "Writing rows failed");
+                        shared.salesforce_error(&e.to_string());
+                        batch
+                            .iter()
+                            .map(|u| (u.id.clone(), WriteResult::Failed(e.to_string())))
+                            .collect()
+                    }
+                };
+                let _ = results.send(Input::Written(written));
+                if closed {
+                    break;
+                }
+            }
+        });
+        Writer { tx, task }
+    }
+
+    /// Writes what is queued, then ends.
+    async fn finish(self) {
+        drop(self.tx);
+        if tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .is_err()
+        {
+            warn!(
+                event = "router.writer_timeout",
+                "Pending row writes did not finish in time; those rows stay as they are"
+            );
+        }
+    }
+}

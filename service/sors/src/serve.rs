@@ -1,0 +1,141 @@
+//! `sors serve --tenant DIR`: one routing service for one tenant directory.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use sors_icws::{Icws, IcwsConfig};
+use sors_salesforce::{LoginConfig, Names, Salesforce};
+use sors_tenant::{Config, CredentialStore};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::runtime::{self, Options};
+use crate::status::{Shared, http_router};
+use crate::wiring;
+
+/// A running service: the runtime and its status endpoints.
+pub struct Service {
+    pub shared: Arc<Shared>,
+    pub http_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    runtime: JoinHandle<()>,
+    http: JoinHandle<()>,
+}
+
+/// What a service needs, already resolved from config and credentials.
+pub struct ServiceSpec {
+    pub tenant: String,
+    pub options: Options,
+    pub salesforce: LoginConfig,
+    pub names: Names,
+    pub icws: IcwsConfig,
+    pub http_listen: SocketAddr,
+    pub cors_origins: Vec<String>,
+}
+
+impl Service {
+    pub async fn start(spec: ServiceSpec) -> anyhow::Result<Service> {
+        let shared = Shared::new(&spec.tenant);
+        let sf = Salesforce::new(spec.salesforce, spec.names).context("Salesforce settings")?;
+        let (icws, icws_events) = Icws::start(spec.icws).context("CIC settings")?;
+        let listener = tokio::net::TcpListener::bind(spec.http_listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", spec.http_listen))?;
+        let http_addr = listener.local_addr()?;
+        let app = http_router(shared.clone(), &spec.cors_origins);
+        let (shutdown, rx) = watch::channel(false);
+        let mut http_stop = rx.clone();
+        let http = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = http_stop.wait_for(|s| *s).await;
+                })
+                .await;
+        });
+        let runtime = tokio::spawn(runtime::run(
+            spec.options,
+            sf,
+            icws,
+            icws_events,
+            shared.clone(),
+            rx,
+        ));
+        info!(event = "router.started", tenant = %spec.tenant, http = %http_addr, "Service started");
+        Ok(Service {
+            shared,
+            http_addr,
+            shutdown,
+            runtime,
+            http,
+        })
+    }
+
+    /// Stops gracefully: pending writes are flushed, the PushTopic client disconnects, the CIC
+    /// session is closed; rows in flight stay `Processing` for the next start.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.runtime.await;
+        let _ = self.http.await;
+    }
+}
+
+/// Loads a tenant directory into a [`ServiceSpec`].
+pub fn spec_from_tenant(dir: &Path) -> anyhow::Result<(Config, ServiceSpec)> {
+    let cfg = Config::load(dir)
+        .with_context(|| format!("reading {}", dir.join("config.toml").display()))?;
+    let creds = CredentialStore::open(dir)?.load()?;
+    let (salesforce, names) = wiring::salesforce_config(&cfg, &creds)?;
+    let icws = wiring::icws_config(&cfg, &creds)?;
+    let spec = ServiceSpec {
+        tenant: cfg.tenant.name.clone(),
+        options: wiring::options(&cfg),
+        salesforce,
+        names,
+        icws,
+        http_listen: cfg.http.listen_addr().context("[http] listen")?,
+        cors_origins: cfg.http.cors_origins.clone(),
+    };
+    Ok((cfg, spec))
+}
+
+pub async fn serve(dir: &Path) -> anyhow::Result<()> {
+    let cfg = Config::load(dir)
+        .with_context(|| format!("reading {}", dir.join("config.toml").display()))?;
+    let _guard = sors_tenant::logging::init(&cfg.logging, dir, &cfg.tenant.name)?;
+    let (_, spec) = spec_from_tenant(dir)?;
+    let service = Service::start(spec).await?;
+    println!(
+        "sors: tenant {} serving status on http://{}/heartbeat",
+        cfg.tenant.name, service.http_addr
+    );
+    wait_for_signal().await;
+    service.stop().await;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM (systemd's stop).
+pub async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

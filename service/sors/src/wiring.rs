@@ -1,0 +1,138 @@
+//! From a tenant directory (config + credentials) to running clients and runtime options.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use chrono::TimeDelta;
+use sors_core::router::Settings;
+use sors_icws::{IcwsConfig, MessagingMode};
+use sors_salesforce::{Auth, LoginConfig, Names, Secret};
+use sors_tenant::config::{CicMessaging, SalesforceAuth};
+use sors_tenant::{Config, Credentials, ProcessEnv, effective_proxy};
+
+use crate::runtime::Options;
+
+pub fn salesforce_config(
+    cfg: &Config,
+    creds: &Credentials,
+) -> anyhow::Result<(LoginConfig, Names)> {
+    let sc = &cfg.salesforce;
+    let Some(c) = &creds.salesforce else {
+        bail!(
+            "no Salesforce credentials in the tenant directory: run `sors credentials set-salesforce`"
+        );
+    };
+    let password = || {
+        Secret::new(format!(
+            "{}{}",
+            c.password.expose(),
+            c.security_token.expose()
+        ))
+    };
+    let client = || -> anyhow::Result<(String, Secret)> {
+        let id = c
+            .client_id
+            .clone()
+            .context("the auth method needs an OAuth client id")?;
+        let secret = c
+            .client_secret
+            .as_ref()
+            .context("the auth method needs an OAuth client secret")?;
+        Ok((id, Secret::new(secret.expose())))
+    };
+    let auth = match sc.auth {
+        SalesforceAuth::Soap => Auth::Soap {
+            username: c.username.clone(),
+            password: password(),
+        },
+        SalesforceAuth::OauthPassword => {
+            let (client_id, client_secret) = client()?;
+            Auth::OAuthPassword {
+                client_id,
+                client_secret,
+                username: c.username.clone(),
+                password: password(),
+            }
+        }
+        SalesforceAuth::ClientCredentials => {
+            let (client_id, client_secret) = client()?;
+            Auth::ClientCredentials {
+                client_id,
+                client_secret,
+            }
+        }
+    };
+    let mut login = LoginConfig::new(sc.login_url.clone(), auth);
+    login.api_version = sc.api_version.clone();
+    login.soap_api_version = sc.soap_api_version.clone();
+    login.request_timeout_ms = sc.request_timeout_secs.saturating_mul(1000);
+    login.proxy = effective_proxy(sc.proxy.as_deref(), &ProcessEnv, &sc.login_url);
+    let n = &sc.names;
+    let names = Names {
+        routing_object: n.routing_object.clone(),
+        row_case: n.case.clone(),
+        row_case_number: n.case_number.clone(),
+        row_subject: n.subject.clone(),
+        row_from_address: n.from_address.clone(),
+        row_from_name: n.from_name.clone(),
+        row_event: n.event.clone(),
+        row_queue_id: n.queue_id.clone(),
+        row_workgroup: n.workgroup.clone(),
+        row_skills: n.skills.clone(),
+        row_status: n.status.clone(),
+        row_interaction_id: n.interaction_id.clone(),
+        row_attempts: n.attempts.clone(),
+        row_error: n.error.clone(),
+        row_processed_at: n.processed_at.clone(),
+        mapping_object: n.mapping_object.clone(),
+        mapping_queue_name: n.queue_name.clone(),
+        mapping_workgroup: n.mapping_workgroup.clone(),
+        mapping_queue_id: n.mapping_queue_id.clone(),
+        case_skills: n.case_skills.clone(),
+        push_topic: n.push_topic.clone(),
+        ..Names::default()
+    };
+    Ok((login, names))
+}
+
+pub fn icws_config(cfg: &Config, creds: &Credentials) -> anyhow::Result<IcwsConfig> {
+    let Some(c) = &creds.cic else {
+        bail!("no CIC credentials in the tenant directory: run `sors credentials set-cic`");
+    };
+    let cc = &cfg.cic;
+    let first = cc.servers.first().cloned().unwrap_or_default();
+    Ok(IcwsConfig {
+        servers: cc.servers.clone(),
+        user: c.user.clone(),
+        password: sors_icws::Secret::new(c.password.expose()),
+        application_name: cc.application_name.clone(),
+        messaging: match cc.messaging {
+            CicMessaging::Auto => MessagingMode::Auto,
+            CicMessaging::Sse => MessagingMode::Sse,
+            CicMessaging::Poll => MessagingMode::Poll,
+        },
+        poll_interval: Duration::from_millis(cc.poll_interval_ms),
+        request_timeout: Duration::from_secs(cc.request_timeout_secs),
+        proxy: effective_proxy(cc.proxy.as_deref(), &ProcessEnv, &first),
+        ..IcwsConfig::default()
+    })
+}
+
+pub fn options(cfg: &Config) -> Options {
+    let r = &cfg.routing;
+    Options {
+        settings: Settings {
+            auto_disconnect_on_reply: r.auto_disconnect_on_reply,
+            reroute_lost_on_switchover: r.reroute_lost_on_switchover,
+            max_in_flight: r.max_in_flight as usize,
+            route_timeout: TimeDelta::seconds(r.route_timeout_secs as i64),
+            max_attempts: r.max_attempts,
+            retry_backoff: TimeDelta::seconds(r.retry_backoff_secs as i64),
+            ..Settings::default()
+        },
+        sweep_interval: Duration::from_secs(r.sweep_interval_secs),
+        sweep_grace: Duration::from_secs(r.sweep_grace_secs),
+        batch_window: Duration::from_millis(r.batch_window_ms),
+        ..Options::default()
+    }
+}

@@ -492,8 +492,13 @@ async fn stopped_server_refuses_connections_and_starts_again() {
         s2.send(Method::GET, "connection", None).await.0,
         StatusCode::OK
     );
+    // A fresh client: the old pooled connection died with the stopped server.
+    let old = Session {
+        http: http(),
+        ..s.clone()
+    };
     assert_eq!(
-        s.send(Method::GET, "connection", None).await.0,
+        old.send(Method::GET, "connection", None).await.0,
         StatusCode::UNAUTHORIZED,
         "sessions died with the server"
     );

@@ -1847,7 +1847,7 @@ mod tests {
         let e = org
             .create(&router, "Account", &json!({}))
             .err()
-            .unwrap_or_else(|| ApiError::not_found());
+            .unwrap_or_else(ApiError::not_found);
         assert_eq!((e.status, e.code.as_str()), (404, "NOT_FOUND"));
         assert!(
             e.message
@@ -1890,12 +1890,7 @@ mod tests {
         assert_eq!(p2.records[0]["Subject"], "c2");
         let p3 = org
             .query_more(
-                &p2.next_records_url
-                    .unwrap_or_default()
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned(),
+                p2.next_records_url.unwrap_or_default().rsplit('/').next().unwrap_or_default(),
                 "v58.0",
             )
             .unwrap_or_else(|e| panic!("{e}"));

@@ -428,9 +428,10 @@ fn subscribe(shared: &Arc<Shared>, ctx: &RequestContext, msg: &Map<String, Value
             return Value::Object(reply);
         }
     };
+    let advice = state.unknown_advice(id);
     let Some(client) = id.and_then(|id| state.clients.get_mut(id)) else {
-        // The client was forgotten while we checked the channel.
-        return unknown_client(msg, ForgetAdvice::Handshake);
+        // The client was forgotten while the channel was being checked.
+        return unknown_client(msg, advice);
     };
     client.subscriptions.insert(channel.to_owned());
     let replayed_count = replayed.len();

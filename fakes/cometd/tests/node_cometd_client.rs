@@ -1,5 +1,6 @@
-//! The real npm `cometd` 9 + `cometd-nodejs-client` 2 client against the fake endpoint
-//! (driver script: tests/js/fake-cometd-client.mjs).
+//! Real JavaScript Bayeux clients against the fake endpoint: npm `cometd` 9 +
+//! `cometd-nodejs-client` 2 (tests/js/fake-cometd-client.mjs) and `faye` 1.4, which jsforce
+//! streams with (tests/js/fake-cometd-faye.mjs).
 
 mod support;
 
@@ -30,17 +31,24 @@ struct NodeClient {
     stderr: Arc<Mutex<String>>,
 }
 
+const COMETD: (&str, &[&str]) = (
+    "fake-cometd-client.mjs",
+    &["cometd", "cometd-nodejs-client"],
+);
+const FAYE: (&str, &[&str]) = ("fake-cometd-faye.mjs", &["faye"]);
+
 impl NodeClient {
-    fn start(url: &str, replay: i64) -> NodeClient {
+    /// Runs `tests/js/<script>` with `<url> <token> <channel> <replay>`.
+    fn start(script: &str, modules: &[&str], url: &str, replay: i64) -> NodeClient {
         let dir = js_dir();
-        for module in ["cometd", "cometd-nodejs-client"] {
+        for module in modules {
             assert!(
                 dir.join("node_modules").join(module).is_dir(),
                 "tests/js/node_modules/{module} is missing: run ci/test (or `npm ci` in tests/js) first"
             );
         }
         let mut child = Command::new("node")
-            .arg(dir.join("fake-cometd-client.mjs"))
+            .arg(dir.join(script))
             .args([url, TOKEN, TOPIC, &replay.to_string()])
             .current_dir(&dir)
             .stdin(Stdio::piped())
@@ -136,7 +144,7 @@ async fn real_cometd_client_replays_receives_and_survives_a_forget() {
     let before = publish(0);
     let replayed = publish(1);
 
-    let mut node = NodeClient::start(&server.url(), before);
+    let mut node = NodeClient::start(COMETD.0, COMETD.1, &server.url(), before);
     let hs = node
         .wait_for("first handshake", |l| kind(l, "handshake"))
         .await;
@@ -206,7 +214,12 @@ async fn real_cometd_client_replays_receives_and_survives_a_forget() {
 async fn real_cometd_client_appends_the_message_type_to_a_dotless_url() {
     // `/cometd/58` has no '.', so CometD JS posts to `/cometd/58/handshake`, `/cometd/58/connect`.
     let server = Server::start(test_config()).await;
-    let mut node = NodeClient::start(&format!("{}/cometd/58", server.base), -1);
+    let mut node = NodeClient::start(
+        COMETD.0,
+        COMETD.1,
+        &format!("{}/cometd/58", server.base),
+        -1,
+    );
     let hs = node.wait_for("handshake", |l| kind(l, "handshake")).await;
     assert_eq!(hs["successful"], true, "{hs}");
     let sub = node.wait_for("subscribe", |l| kind(l, "subscribe")).await;
@@ -223,4 +236,64 @@ async fn real_cometd_client_appends_the_message_type_to_a_dotless_url() {
     for path in ["/cometd/58/handshake", "/cometd/58/connect", "/cometd/58/"] {
         assert!(paths.iter().any(|p| p == path), "{path} not in {paths:?}");
     }
+}
+
+#[tokio::test]
+async fn faye_stays_on_long_polling_replays_and_resubscribes_after_a_forget() {
+    let server = Server::start(test_config()).await;
+    let publish = |n: u32| {
+        server
+            .streaming
+            .publish(TOPIC, EventType::Created, json!({"Id": format!("a0B{n}")}))
+            .expect("published")
+    };
+    let before = publish(0);
+    let replayed = publish(1);
+
+    let mut node = NodeClient::start(FAYE.0, FAYE.1, &server.url(), before);
+    let hs = node.wait_for("handshake", |l| kind(l, "handshake")).await;
+    assert_eq!(hs["successful"], true, "{hs}");
+    let sub = node.wait_for("subscribe", |l| kind(l, "subscribe")).await;
+    assert_eq!(sub["successful"], true, "{sub}");
+    let ev = node
+        .wait_for("the replayed event", |l| kind(l, "event"))
+        .await;
+    assert_eq!(ev["replayId"], replayed);
+
+    let live = publish(2);
+    let ev = node.wait_for("a live event", |l| kind(l, "event")).await;
+    assert_eq!(ev["replayId"], live);
+
+    server.streaming.forget_clients(ForgetAdvice::Handshake);
+    let failed = node
+        .wait_for("the refused connect", |l| kind(l, "connect"))
+        .await;
+    assert_eq!(failed["error"], "403::Unknown client");
+    let hs2 = node
+        .wait_for("the re-handshake", |l| kind(l, "handshake"))
+        .await;
+    assert_eq!(hs2["successful"], true, "{hs2}");
+    assert_ne!(hs2["clientId"], hs["clientId"]);
+    let sub = node
+        .wait_for("faye's own re-subscribe", |l| kind(l, "subscribe"))
+        .await;
+    assert_eq!(sub["successful"], true, "{sub}");
+
+    let after = publish(3);
+    let ev = node
+        .wait_for("an event after the forget", |l| kind(l, "event"))
+        .await;
+    assert_eq!(ev["replayId"], after);
+    assert_eq!(node.events(), vec![replayed, live, after]);
+    let transports: Vec<&Value> = node
+        .seen
+        .iter()
+        .filter(|l| kind(l, "transport"))
+        .map(|l| &l["connectionType"])
+        .collect();
+    assert_eq!(
+        transports,
+        vec![&json!("long-polling")],
+        "faye never upgrades"
+    );
 }

@@ -1890,7 +1890,11 @@ mod tests {
         assert_eq!(p2.records[0]["Subject"], "c2");
         let p3 = org
             .query_more(
-                p2.next_records_url.unwrap_or_default().rsplit('/').next().unwrap_or_default(),
+                p2.next_records_url
+                    .unwrap_or_default()
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default(),
                 "v58.0",
             )
             .unwrap_or_else(|e| panic!("{e}"));

@@ -779,3 +779,156 @@ async fn control_api_over_http() {
     assert_eq!(resp.status(), StatusCode::OK);
     sf.shutdown().await;
 }
+
+#[tokio::test]
+async fn streaming_endpoint_is_served_counted_and_guarded() {
+    let sf = start().await;
+    let session = token(&sf).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/cometd/58.0", sf.base_url());
+    let handshake = json!([{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": ["long-polling"], "id": "1"}]);
+    let resp = http
+        .post(&url)
+        .bearer_auth(&session)
+        .json(&handshake)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap_or_default();
+    assert_eq!(body[0]["successful"], true, "{body}");
+    // Oversized body: 413, and the server carries on.
+    let big = format!(
+        "[{{\"channel\":\"/meta/handshake\",\"pad\":\"{}\"}}]",
+        "x".repeat(40_000)
+    );
+    let resp = http
+        .post(&url)
+        .bearer_auth(&session)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Subscribing to a PushTopic that does not exist is refused (ChannelCheck).
+    let client_id = body[0]["clientId"].as_str().unwrap_or_default();
+    let sub = json!([{"channel": "/meta/subscribe", "clientId": client_id, "subscription": "/topic/Nope", "id": "2"}]);
+    let resp: Value = http
+        .post(&url)
+        .bearer_auth(&session)
+        .json(&sub)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(resp[0]["successful"], false, "{resp}");
+    // An expired session cannot handshake.
+    sf.expire_sessions();
+    let resp = http
+        .post(&url)
+        .bearer_auth(&session)
+        .json(&handshake)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let body: Value = resp.json().await.unwrap_or_default();
+    assert_eq!(body[0]["successful"], false, "{body}");
+    // Injected failure on streaming requests.
+    sf.fail_next(CallKind::Streaming, 1, InjectedError::ServiceUnavailable);
+    let resp = http
+        .post(&url)
+        .bearer_auth(&session)
+        .json(&handshake)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(sf.counters().api.streaming, 5);
+}
+
+#[tokio::test]
+async fn org_file_and_actor_helpers() {
+    let spec = OrgSpec::from_toml_file(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/org.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let sf = FakeSalesforce::start(FakeSalesforceConfig {
+        org: spec,
+        ..Default::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let http = reqwest::Client::new();
+    // The example org blocks the username-password flow.
+    let resp = http
+        .post(format!("{}/services/oauth2/token", sf.base_url()))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", "acme-router"),
+            ("client_secret", "acme-router-secret"),
+            ("username", "integration@acme.example"),
+            ("password", "s3cretABCDEF123456"),
+        ])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = http
+        .post(format!("{}/services/Soap/u/64.0", sf.base_url()))
+        .body(soap("integration@acme.example", "s3cretABCDEF123456"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let xml = resp.text().await.unwrap_or_default();
+    assert_eq!(tag(&xml, "sandbox"), Some("true"));
+    assert_eq!(tag(&xml, "organizationName"), Some("Acme Support"));
+
+    let alice = sf
+        .act_as("alice@acme.example")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(sf.act_as("nobody@acme.example").is_err());
+    let tier1 = sf.queue_id("Tier 1").unwrap_or_default();
+    let case = alice
+        .create("Case", json!({"OwnerId": sf.queue_id("Escalations")}))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        alice
+            .query(&format!(
+                "SELECT Id FROM Object_Routing_Queue__c WHERE Case__c = '{case}'"
+            ))
+            .unwrap_or_default()
+            .is_empty()
+    );
+    alice
+        .update("Case", &case, json!({"OwnerId": tier1}))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rows = alice
+        .query(&format!(
+            "SELECT Event__c, Workgroup__c FROM Object_Routing_Queue__c WHERE Case__c = '{case}'"
+        ))
+        .unwrap_or_default();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (
+            rows[0]["Event__c"].as_str(),
+            rows[0]["Workgroup__c"].as_str()
+        ),
+        (Some("OwnerChanged"), Some("Tier1_Email"))
+    );
+    alice
+        .delete("Case", &case)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        alice
+            .update("Case", &case, json!({"Subject": "x"}))
+            .err()
+            .map(|e| e.code),
+        Some("ENTITY_IS_DELETED".into())
+    );
+    assert_eq!(
+        sf.counters().api.total(),
+        2,
+        "actor calls are not API calls: only the OAuth and SOAP logins count"
+    );
+}

@@ -445,8 +445,8 @@ impl SiteState {
     }
 
     /// Validates session, cookie and (when `csrf` is `Some`) the CSRF header. `csrf: None`
-    /// means the call does not need the token (only `GET messaging/messages`).
-    /// Returns whether the session is closing (switched over).
+    /// means the call does not need the token (only `GET messaging/messages`). A closing
+    /// (switched-over) session passes: only the message call may still use it.
     pub fn authenticate(
         &mut self,
         server: Which,

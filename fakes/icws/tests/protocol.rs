@@ -61,6 +61,12 @@ async fn standby_answers_503_naming_the_active_and_the_active_connects() {
     let (status, state) = s.send(Method::GET, "connection", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(state["connectionState"], 1);
+    let (status, so) = s
+        .send(Method::GET, "connection/switchover-status", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(so["primaryHost"], fake.addr(Which::Primary).to_string());
+    assert_eq!(so["backupHost"], fake.addr(Which::Backup).to_string());
     let c = fake.counters();
     assert_eq!((c.connects, c.connects_refused), (1, 2));
     fake.shutdown().await;

@@ -317,9 +317,19 @@ async fn cometd_client_receives_trigger_pushes_and_recovers_after_forget() {
         .await;
     assert_eq!(ev["sobject"]["Workgroup__c"], "Support_FR");
 
-    // Claiming the row (Status__c leaves 'New') produces no further event.
+    // Claiming the row (Status__c leaves 'New') produces no further event (WHERE no longer matches).
+    let before = sf.counters().events.published;
+    assert!(before >= 2, "{before}");
+    let row = ev["sobject"]["Id"].as_str().unwrap_or_default();
+    router
+        .update(
+            "Object_Routing_Queue__c",
+            row,
+            json!({"Status__c": "Processing"}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
     let counters = sf.counters();
-    assert!(counters.events.published >= 2, "{counters:?}");
+    assert_eq!(counters.events.published, before, "{counters:?}");
     assert!(counters.api.streaming > 0);
     drop(client.child.stdin.take());
     sf.shutdown().await;

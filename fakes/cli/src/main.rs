@@ -1,1 +1,107 @@
-fn main() {}
+//! `sors-fakes`: the test bed's fakes on their own, from the command line.
+//!
+//! `sors-fakes salesforce --listen 127.0.0.1:8443 [--org org.toml] [--connect-hold-secs N]`
+//! `sors-fakes icws --primary 127.0.0.1:8018 --backup 127.0.0.1:8019 [--site site.toml]`
+//!
+//! Each prints its URL(s) once ready and serves until Ctrl-C. Their control APIs are under
+//! `/__fake/` (see fakes/salesforce/README.md and fakes/icws/README.md).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sors_fake_icws::{FakeIcws, FakeIcwsConfig, SiteSpec};
+use sors_fake_salesforce::{FakeSalesforce, FakeSalesforceConfig, OrgSpec};
+
+#[derive(Parser)]
+#[command(
+    name = "sors-fakes",
+    version,
+    about = "Fake Salesforce and fake CIC (ICWS) servers for testing sors"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// A fake Salesforce org: login, REST, SOQL subset, Streaming (CometD), our trigger.
+    Salesforce {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Org description (TOML); the demo org when absent.
+        #[arg(long)]
+        org: Option<PathBuf>,
+        /// How long a CometD /meta/connect is held (Salesforce: 110).
+        #[arg(long, default_value_t = 110)]
+        connect_hold_secs: u64,
+    },
+    /// A fake CIC switchover pair (ICWS) with the routing handler and an ACD.
+    Icws {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        primary: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:0")]
+        backup: SocketAddr,
+        /// Site description (TOML); the demo site when absent.
+        #[arg(long)]
+        site: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Salesforce {
+            listen,
+            org,
+            connect_hold_secs,
+        } => {
+            let org = match org {
+                Some(p) => OrgSpec::from_toml_file(&p)
+                    .with_context(|| format!("reading {}", p.display()))?,
+                None => OrgSpec::demo(),
+            };
+            let mut cfg = FakeSalesforceConfig {
+                listen,
+                org,
+                ..FakeSalesforceConfig::default()
+            };
+            cfg.streaming.connect_hold = Duration::from_secs(connect_hold_secs);
+            let sf = FakeSalesforce::start(cfg).await?;
+            println!("{}", sf.base_url());
+            tokio::signal::ctrl_c().await?;
+            sf.shutdown().await;
+        }
+        Command::Icws {
+            primary,
+            backup,
+            site,
+        } => {
+            let site = match site {
+                Some(p) => SiteSpec::from_toml_file(&p)
+                    .with_context(|| format!("reading {}", p.display()))?,
+                None => SiteSpec::demo(),
+            };
+            let cic = FakeIcws::start(FakeIcwsConfig {
+                primary,
+                backup,
+                site,
+            })
+            .await?;
+            println!("primary {}", cic.primary_url());
+            println!("backup {}", cic.backup_url());
+            tokio::signal::ctrl_c().await?;
+            cic.shutdown().await;
+        }
+    }
+    Ok(())
+}

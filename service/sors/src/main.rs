@@ -1,1 +1,182 @@
-fn main() {}
+//! The `sors` command.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use sors_tenant::ProcessEnv;
+use sors_tenant::cli::{secret_from_env, secret_from_reader};
+use sors_tenant::credentials::Secret;
+
+#[derive(Parser)]
+#[command(
+    name = "sors",
+    version,
+    about = "Salesforce Object Routing Server: routes Email-to-Case cases to CIC workgroups"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the routing service of one tenant directory.
+    Serve {
+        #[arg(long)]
+        tenant: PathBuf,
+    },
+    /// Checks config, logins on both sides, mappings, workgroups and skills; prints what is wrong.
+    Check {
+        #[arg(long)]
+        tenant: PathBuf,
+    },
+    /// Runs everything locally: fake Salesforce, fake CIC pair, a router, and demo traffic.
+    Demo {
+        /// The tenant directory the demo sets up (overwritten).
+        #[arg(long, default_value = "demo-tenant")]
+        tenant: PathBuf,
+        /// Where the status endpoints listen.
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        http: String,
+        /// Start quietly, without demo traffic.
+        #[arg(long)]
+        no_traffic: bool,
+    },
+    /// Sets or shows the encrypted credentials of a tenant directory.
+    #[command(subcommand)]
+    Credentials(Credentials),
+}
+
+#[derive(Subcommand)]
+enum Credentials {
+    /// Sets the Salesforce integration user (and OAuth client, if used).
+    SetSalesforce {
+        #[command(flatten)]
+        tenant: TenantArg,
+        #[arg(long)]
+        username: String,
+        #[command(flatten)]
+        password: PasswordArg,
+        /// Environment variable holding the security token (empty when the IP is trusted).
+        #[arg(long)]
+        token_env: Option<String>,
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Environment variable holding the OAuth client secret.
+        #[arg(long)]
+        client_secret_env: Option<String>,
+    },
+    /// Sets the CIC (ICWS) user.
+    SetCic {
+        #[command(flatten)]
+        tenant: TenantArg,
+        #[arg(long)]
+        user: String,
+        #[command(flatten)]
+        password: PasswordArg,
+    },
+    /// Shows which credentials are stored (never the secrets).
+    Show {
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+}
+
+#[derive(Args)]
+struct TenantArg {
+    #[arg(long)]
+    tenant: PathBuf,
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct PasswordArg {
+    /// Environment variable holding the password.
+    #[arg(long)]
+    password_env: Option<String>,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+impl PasswordArg {
+    fn read(&self) -> anyhow::Result<Secret> {
+        Ok(match &self.password_env {
+            Some(var) => secret_from_env(&ProcessEnv, var)?,
+            None => secret_from_reader(&mut std::io::stdin().lock() as &mut dyn BufRead)?,
+        })
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    match cli.command {
+        Command::Serve { tenant } => rt.block_on(sors::serve::serve(&tenant)),
+        Command::Check { tenant } => {
+            let problems = rt.block_on(sors::check::check(&tenant))?;
+            if problems.is_empty() {
+                println!("\nAll checks passed.");
+                Ok(())
+            } else {
+                println!("\n{} problem(s):", problems.len());
+                for p in &problems {
+                    println!("  - {p}");
+                }
+                std::process::exit(1);
+            }
+        }
+        Command::Demo {
+            tenant,
+            http,
+            no_traffic,
+        } => rt.block_on(sors::demo::run(sors::demo::DemoOptions {
+            tenant,
+            http,
+            traffic: !no_traffic,
+        })),
+        Command::Credentials(c) => credentials(c),
+    }
+}
+
+fn credentials(c: Credentials) -> anyhow::Result<()> {
+    match c {
+        Credentials::SetSalesforce {
+            tenant,
+            username,
+            password,
+            token_env,
+            client_id,
+            client_secret_env,
+        } => {
+            let token = match token_env {
+                Some(var) => secret_from_env(&ProcessEnv, &var)?,
+                None => Secret::new(""),
+            };
+            let client_secret = client_secret_env
+                .map(|var| secret_from_env(&ProcessEnv, &var))
+                .transpose()?;
+            sors_tenant::cli::set_salesforce(
+                &tenant.tenant,
+                &username,
+                password.read()?,
+                token,
+                client_id.as_deref(),
+                client_secret,
+            )?;
+            println!("Salesforce credentials saved.");
+        }
+        Credentials::SetCic {
+            tenant,
+            user,
+            password,
+        } => {
+            sors_tenant::cli::set_cic(&tenant.tenant, &user, password.read()?)?;
+            println!("CIC credentials saved.");
+        }
+        Credentials::Show { tenant } => println!("{}", sors_tenant::cli::show(&tenant.tenant)?),
+    }
+    Ok(())
+}

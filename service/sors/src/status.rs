@@ -286,11 +286,12 @@ impl Shared {
     }
 }
 
-/// The status endpoints. `cors_origins` empty means any origin may read the heartbeat (it holds
-/// no secret), as the dashboard is a page opened from anywhere.
+/// The status endpoints. `cors_origins` empty or `*` means any origin may read the heartbeat (it
+/// holds no secret), as the dashboard is a page opened from anywhere.
 pub fn http_router(shared: Arc<Shared>, cors_origins: &[String]) -> Router {
     let origins: Vec<HeaderValue> = cors_origins.iter().filter_map(|o| o.parse().ok()).collect();
-    let cors = if origins.is_empty() {
+    let any = cors_origins.is_empty() || cors_origins.iter().any(|o| o.trim() == "*");
+    let cors = if any {
         CorsLayer::new().allow_origin(AllowOrigin::any())
     } else {
         CorsLayer::new().allow_origin(origins)

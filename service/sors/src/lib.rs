@@ -6,4 +6,5 @@ pub mod demo;
 pub mod runtime;
 pub mod serve;
 pub mod status;
+pub mod testbed;
 pub mod wiring;

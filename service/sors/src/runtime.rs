@@ -17,6 +17,7 @@ use sors_core::router::{
 use sors_icws::{DisconnectOutcome, Icws, IcwsEvent};
 use sors_salesforce::{PushTopicOutcome, Salesforce, StreamEvent};
 use tokio::sync::{mpsc, watch};
+use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{error, info, warn};
 
@@ -84,8 +85,13 @@ pub async fn run(
     let (stream, mut stream_rx) = sf.stream(-1);
     let writer = Writer::spawn(sf.clone(), tx.clone(), opts.batch_window, shared.clone());
     let (watch_tx, watch_rx) = watch::channel(Vec::<String>::new());
-    let watcher = tokio::spawn(watch_workgroups(icws.clone(), watch_rx, shared.clone()));
-    spawn_mappings(&sf, &tx, &shared);
+    let watcher = AbortOnDrop(
+        tokio::spawn(watch_workgroups(icws.clone(), watch_rx, shared.clone())).abort_handle(),
+    );
+    // Every task started for an effect lives in this set: if the runtime is dropped (a kill),
+    // they all stop with it.
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    spawn_mappings(&mut tasks, &sf, &tx, &shared);
 
     let mut rt = Loop {
         router: Router::new(opts.settings.clone()),
@@ -96,6 +102,7 @@ pub async fn run(
         watch_tx,
         shared: shared.clone(),
         scanned: false,
+        tasks,
     };
     let mut tick = tokio::time::interval(opts.tick);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -129,13 +136,13 @@ pub async fn run(
                     info!(event = "router.streaming.subscribed", replay_from, "PushTopic subscription in place");
                     if !rt.scanned {
                         rt.scanned = true;
-                        spawn_scan(&sf, &tx, &shared, "start-up");
+                        spawn_scan(&mut rt.tasks, &sf, &tx, &shared, "start-up");
                     }
                 }
                 StreamEvent::ResyncNeeded { reason } => {
                     warn!(event = "router.resync", %reason, "Streaming may have missed events: scanning the routing table");
                     shared.alert(AlertKind::Resync, format!("streaming resync: {reason}"));
-                    spawn_scan(&sf, &tx, &shared, "resync");
+                    spawn_scan(&mut rt.tasks, &sf, &tx, &shared, "resync");
                 }
                 StreamEvent::Disconnected { reason } => {
                     shared.streaming("reconnecting");
@@ -145,14 +152,15 @@ pub async fn run(
             Some(ev) = icws_events.recv() => rt.on_icws(ev),
             Some(input) = rx.recv() => rt.feed(input),
             _ = tick.tick() => {
+                while rt.tasks.try_join_next().is_some() {}
                 rt.feed(Input::Tick);
                 shared.salesforce_stats(&sf.stats());
             }
             _ = sweep.tick() => {
-                spawn_sweep(&sf, &tx, &shared, opts.sweep_grace);
-                spawn_mappings(&sf, &tx, &shared);
+                spawn_sweep(&mut rt.tasks, &sf, &tx, &shared, opts.sweep_grace);
+                spawn_mappings(&mut rt.tasks, &sf, &tx, &shared);
                 let (sf2, shared2) = (sf.clone(), shared.clone());
-                tokio::spawn(async move { ensure_push_topic(&sf2, &shared2).await });
+                rt.tasks.spawn(async move { ensure_push_topic(&sf2, &shared2).await });
             }
             _ = async { tokio::time::sleep_until(flush_at.unwrap_or_else(Instant::now)).await }, if flush_at.is_some() => {
                 rt.feed(Input::Pushed(std::mem::take(&mut pushes)));
@@ -168,7 +176,7 @@ pub async fn run(
     drop(rt);
     drop(tx);
     writer.finish().await;
-    watcher.abort();
+    drop(watcher);
     stream.shutdown().await;
     icws.shutdown().await;
     info!(event = "router.stopped", "Stopped");
@@ -183,6 +191,16 @@ struct Loop {
     watch_tx: watch::Sender<Vec<String>>,
     shared: Arc<Shared>,
     scanned: bool,
+    tasks: JoinSet<()>,
+}
+
+/// Aborts a task when dropped (a killed runtime takes its helpers with it).
+struct AbortOnDrop(AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Loop {
@@ -196,7 +214,7 @@ impl Loop {
                 self.shared.cic_connected(&server, backup, generation);
                 self.feed(Input::IcwsUp);
                 let (icws, tx, shared) = (self.icws.clone(), self.tx.clone(), self.shared.clone());
-                tokio::spawn(async move {
+                self.tasks.spawn(async move {
                     match tokio::try_join!(icws.workgroups(), icws.skills()) {
                         Ok((workgroups, skills)) => {
                             let _ = tx.send(Input::CicConfig { workgroups, skills });
@@ -244,7 +262,7 @@ impl Loop {
         match effect {
             Effect::FetchRows(ids) => {
                 let (sf, tx) = (self.sf.clone(), self.tx.clone());
-                tokio::spawn(async move {
+                self.tasks.spawn(async move {
                     match sf.rows_by_ids(&ids).await {
                         Ok(rows) => {
                             let _ = tx.send(Input::Rows {
@@ -261,7 +279,7 @@ impl Loop {
             }
             Effect::ReadCases(ids) => {
                 let (sf, tx) = (self.sf.clone(), self.tx.clone());
-                tokio::spawn(async move {
+                self.tasks.spawn(async move {
                     let input = match sf.cases(&ids).await {
                         Ok(found) => Input::Cases {
                             requested: ids,
@@ -283,7 +301,7 @@ impl Loop {
             }
             Effect::Raise(req) => {
                 let (icws, tx) = (self.icws.clone(), self.tx.clone());
-                tokio::spawn(async move {
+                self.tasks.spawn(async move {
                     if let Err(e) = icws.raise_route(&req).await {
                         let _ = tx.send(Input::RaiseFailed {
                             entry_id: req.entry_id,
@@ -297,7 +315,7 @@ impl Loop {
                 case_id,
             } => {
                 let (icws, tx) = (self.icws.clone(), self.tx.clone());
-                tokio::spawn(async move {
+                self.tasks.spawn(async move {
                     let result = match icws.disconnect(&interaction).await {
                         Ok(DisconnectOutcome::Disconnected) => DisconnectResult::Disconnected,
                         Ok(DisconnectOutcome::AlreadyGone) => DisconnectResult::AlreadyGone,
@@ -314,7 +332,7 @@ impl Loop {
             }
             Effect::InsertRow(row) => {
                 let (sf, tx) = (self.sf.clone(), self.tx.clone());
-                tokio::spawn(async move {
+                self.tasks.spawn(async move {
                     let result = sf.insert_row(&row).await.map_err(|e| e.to_string());
                     let _ = tx.send(Input::RowInserted {
                         case_id: row.case_id,
@@ -435,9 +453,14 @@ async fn ensure_push_topic(sf: &Salesforce, shared: &Shared) {
     }
 }
 
-fn spawn_mappings(sf: &Salesforce, tx: &mpsc::UnboundedSender<Input>, shared: &Arc<Shared>) {
+fn spawn_mappings(
+    tasks: &mut JoinSet<()>,
+    sf: &Salesforce,
+    tx: &mpsc::UnboundedSender<Input>,
+    shared: &Arc<Shared>,
+) {
     let (sf, tx, shared) = (sf.clone(), tx.clone(), shared.clone());
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         match sf.queue_mappings().await {
             Ok(maps) => {
                 let maps: Vec<QueueMapping> = maps
@@ -466,13 +489,14 @@ fn spawn_mappings(sf: &Salesforce, tx: &mpsc::UnboundedSender<Input>, shared: &A
 }
 
 fn spawn_scan(
+    tasks: &mut JoinSet<()>,
     sf: &Salesforce,
     tx: &mpsc::UnboundedSender<Input>,
     shared: &Arc<Shared>,
     why: &'static str,
 ) {
     let (sf, tx, shared) = (sf.clone(), tx.clone(), shared.clone());
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         match sf.pending_rows().await {
             Ok(rows) => {
                 info!(
@@ -495,13 +519,14 @@ fn spawn_scan(
 }
 
 fn spawn_sweep(
+    tasks: &mut JoinSet<()>,
     sf: &Salesforce,
     tx: &mpsc::UnboundedSender<Input>,
     shared: &Arc<Shared>,
     grace: Duration,
 ) {
     let (sf, tx, shared) = (sf.clone(), tx.clone(), shared.clone());
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let before = Utc::now() - chrono::TimeDelta::from_std(grace).unwrap_or_default();
         // New and Processing rows older than the grace period: New ones no push announced, and
         // Processing ones whose final write was lost.
@@ -549,7 +574,15 @@ async fn watch_workgroups(icws: Icws, mut rx: watch::Receiver<Vec<String>>, shar
 /// Gathers row updates for a short window and writes them in sObject Collections calls.
 struct Writer {
     tx: mpsc::UnboundedSender<Vec<RowUpdate>>,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+    }
 }
 
 impl Writer {
@@ -610,13 +643,21 @@ impl Writer {
                 }
             }
         });
-        Writer { tx, task }
+        Writer {
+            tx,
+            task: Some(task),
+        }
     }
 
     /// Writes what is queued, then ends.
-    async fn finish(self) {
-        drop(self.tx);
-        if tokio::time::timeout(Duration::from_secs(10), self.task)
+    async fn finish(mut self) {
+        // Closing the queue lets the writer flush what it holds and end.
+        let (closed, _) = mpsc::unbounded_channel();
+        drop(std::mem::replace(&mut self.tx, closed));
+        let Some(task) = self.task.take() else {
+            return;
+        };
+        if tokio::time::timeout(Duration::from_secs(10), task)
             .await
             .is_err()
         {

@@ -73,6 +73,13 @@ impl Service {
         })
     }
 
+    /// Kills the service abruptly, as a crash would: no pending write is flushed, no session is
+    /// closed politely; rows in flight stay as they are in Salesforce.
+    pub fn abort(self) {
+        self.runtime.abort();
+        self.http.abort();
+    }
+
     /// Stops gracefully: pending writes are flushed, the PushTopic client disconnects, the CIC
     /// session is closed; rows in flight stay `Processing` for the next start.
     pub async fn stop(self) {

@@ -2,14 +2,14 @@
 
 mod common;
 
-use common::Bed;
+use common::{Bed, bed, wait};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_case_becomes_exactly_one_interaction_offered_to_a_skilled_agent() {
-    let bed = Bed::start().await;
-    let case = bed.new_case("Support FR", "French");
-    bed.wait("the row is processed", 20, |b| {
+    let bed = bed().await;
+    let case = bed.new_case("Support FR", "French").unwrap();
+    wait(&bed, "the row is processed", 20, |b| {
         b.rows_of(&case)
             .first()
             .is_some_and(|r| r["Status__c"] == "Processed")
@@ -34,7 +34,7 @@ async fn a_new_case_becomes_exactly_one_interaction_offered_to_a_skilled_agent()
             .map(String::as_str),
         Some("1")
     );
-    bed.wait("offered to an agent with French", 20, |b| {
+    wait(&bed, "offered to an agent with French", 20, |b| {
         b.live(&case).first().is_some_and(|i| i.agent.is_some())
     })
     .await;
@@ -48,9 +48,9 @@ async fn a_new_case_becomes_exactly_one_interaction_offered_to_a_skilled_agent()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_reply_disconnects_the_interaction() {
-    let bed = Bed::start().await;
-    let case = bed.new_case("Support EN", "English");
-    bed.wait("routed", 20, |b| b.live(&case).len() == 1).await;
+    let bed = bed().await;
+    let case = bed.new_case("Support EN", "English").unwrap();
+    wait(&bed, "routed", 20, |b| b.live(&case).len() == 1).await;
     bed.sf
         .act_as("agent1@sors.demo")
         .unwrap()
@@ -60,7 +60,7 @@ async fn an_agent_reply_disconnects_the_interaction() {
                    "FromName": "Agent One", "Subject": "Re: Printer on fire"}),
         )
         .unwrap();
-    bed.wait("disconnected and every row processed", 20, |b| {
+    wait(&bed, "disconnected and every row processed", 20, |b| {
         b.live(&case).is_empty() && b.all_final() && b.rows_of(&case).len() == 2
     })
     .await;
@@ -75,13 +75,14 @@ fn every_case_live_once(bed: &Bed, cases: &[String]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_switchover_without_interaction_recovery_mid_burst_loses_nothing() {
-    let bed = Bed::start().await;
+    let bed = bed().await;
     let mut cases: Vec<String> = (0..10)
-        .map(|_| bed.new_case("Support EN", "English"))
+        .map(|_| bed.new_case("Support EN", "English").unwrap())
         .collect();
     bed.cic.switchover(Some(false));
-    cases.extend((0..10).map(|_| bed.new_case("Billing", "Billing")));
-    bed.wait(
+    cases.extend((0..10).map(|_| bed.new_case("Billing", "Billing").unwrap()));
+    wait(
+        &bed,
         "every case live exactly once after the switchover",
         60,
         |b| b.all_final() && every_case_live_once(b, &cases),
@@ -101,11 +102,13 @@ async fn a_switchover_without_interaction_recovery_mid_burst_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_with_a_backlog_loses_and_duplicates_nothing() {
-    let mut bed = Bed::start().await;
+    let mut bed = bed().await;
     bed.stop_service().await;
-    let cases: Vec<String> = (0..15).map(|_| bed.new_case("Support EN", "")).collect();
-    bed.start_service().await;
-    bed.wait("the backlog is routed", 60, |b| {
+    let cases: Vec<String> = (0..15)
+        .map(|_| bed.new_case("Support EN", "").unwrap())
+        .collect();
+    bed.start_service().await.unwrap();
+    wait(&bed, "the backlog is routed", 60, |b| {
         b.all_final() && every_case_live_once(b, &cases)
     })
     .await;
@@ -114,10 +117,10 @@ async fn a_restart_with_a_backlog_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_pushes_are_found_by_the_sweep_and_alerted() {
-    let bed = Bed::start().await;
+    let bed = bed().await;
     bed.sf.set_drop_pushes(true);
-    let case = bed.new_case("Support EN", "");
-    bed.wait("the sweep routes the row", 30, |b| {
+    let case = bed.new_case("Support EN", "").unwrap();
+    wait(&bed, "the sweep routes the row", 30, |b| {
         b.live(&case).len() == 1 && b.all_final()
     })
     .await;
@@ -133,10 +136,10 @@ async fn lost_pushes_are_found_by_the_sweep_and_alerted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_salesforce_session_is_renewed_once_and_routing_goes_on() {
-    let bed = Bed::start().await;
+    let bed = bed().await;
     bed.sf.expire_sessions();
-    let case = bed.new_case("Support EN", "");
-    bed.wait("routed after re-login", 30, |b| {
+    let case = bed.new_case("Support EN", "").unwrap();
+    wait(&bed, "routed after re-login", 30, |b| {
         b.live(&case).len() == 1 && b.all_final()
     })
     .await;
@@ -146,11 +149,11 @@ async fn an_expired_salesforce_session_is_renewed_once_and_routing_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_skills_fail_with_a_readable_reason_and_disturb_nothing() {
-    let bed = Bed::start().await;
-    let bad = bed.new_case("Support EN", "English|French");
-    let unknown = bed.new_case("Support EN", "Klingon");
-    let good = bed.new_case("Support EN", "English");
-    bed.wait("all rows final", 30, |b| {
+    let bed = bed().await;
+    let bad = bed.new_case("Support EN", "English|French").unwrap();
+    let unknown = bed.new_case("Support EN", "Klingon").unwrap();
+    let good = bed.new_case("Support EN", "English").unwrap();
+    wait(&bed, "all rows final", 30, |b| {
         b.all_final() && b.rows().len() == 3
     })
     .await;

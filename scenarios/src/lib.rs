@@ -1,0 +1,1 @@
+//! (skeleton: the scenario runner)

@@ -1,0 +1,1 @@
+//! (skeleton: system tests live in tests/)

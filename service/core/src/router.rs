@@ -742,7 +742,7 @@ impl Router {
                 }
                 if finished {
                     if then_route {
-                        self.claim(&row_id, out);
+                        self.claim(now, &row_id, out);
                     } else {
                         let note = format!("disconnected {} interaction(s)", done.len());
                         self.close(now, &row_id, done.first().cloned(), note, out);
@@ -1070,7 +1070,10 @@ impl Router {
             return;
         }
         let live: Vec<LiveInteraction> = self.live_of_case(case_id).cloned().collect();
-        if let Some(same) = live.iter().find(|li| li.workgroup == workgroup) {
+        let same_workgroup = live
+            .iter()
+            .find(|li| li.workgroup == workgroup && !cfg!(feature = "mutant-no-live-check"));
+        if let Some(same) = same_workgroup {
             let iid = same.id.clone();
             self.close(
                 now,
@@ -1081,8 +1084,8 @@ impl Router {
             );
             return;
         }
-        if live.is_empty() {
-            self.claim(id, out);
+        if live.is_empty() || cfg!(feature = "mutant-no-live-check") {
+            self.claim(now, id, out);
         } else {
             let targets = live.into_iter().map(|li| li.id).collect();
             self.begin_disconnect(case_id, id, targets, true, out);
@@ -1119,7 +1122,21 @@ impl Router {
         }
     }
 
-    fn claim(&mut self, id: &RowId, out: &mut Out) {
+    fn claim(&mut self, now: DateTime<Utc>, id: &RowId, out: &mut Out) {
+        if cfg!(feature = "mutant-skip-claim") {
+            // The broken router: raises without claiming the row first.
+            let deadline = now + self.settings.route_timeout;
+            if let Some(r) = self.rows.get_mut(id) {
+                r.stage = Stage::Raised {
+                    deadline,
+                    result: None,
+                };
+            }
+            if let Some(req) = self.route_request(id) {
+                out.effects.push(Effect::Raise(req));
+            }
+            return;
+        }
         let Some(r) = self.rows.get_mut(id) else {
             return;
         };

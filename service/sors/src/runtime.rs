@@ -252,10 +252,14 @@ impl Loop {
     }
 
     fn feed(&mut self, input: Input) {
+        let tick = input == Input::Tick;
         for effect in self.router.handle(Utc::now(), input) {
             self.execute(effect);
         }
-        self.shared.router_status(self.router.status());
+        // The status walks every held row: once a tick is plenty for the heartbeat.
+        if tick {
+            self.shared.router_status(self.router.status());
+        }
     }
 
     fn execute(&mut self, effect: Effect) {

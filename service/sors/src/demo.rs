@@ -60,20 +60,23 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let http = service.http_addr;
 
     println!(
-        "\n\
-sors demo is running. Ctrl-C stops it.\n\n\
-  Routing service  status   http://{http}/heartbeat   (also /metrics, /healthz, /readyz)\n\
-                   tenant   {tenant}   (config.toml, secureData/, logs/)\n\
-  Fake Salesforce           {sf}\n\
-                   login    router@sors.demo / demo, security token TOKEN (password demoTOKEN)\n\
-                   agents   agent1@sors.demo … agent4@sors.demo, same password and token\n\
-                   OAuth    client id sors-demo, secret sors-demo-secret\n\
-                   control  {sf}/__fake/counters, {sf}/__fake/dump\n\
-  Fake CIC         primary  {p}\n\
-                   backup   {b}\n\
-                   ICWS     user sors / password sors\n\
-                   control  {p}/__fake/interactions, {p}/__fake/counters\n\
-  Queues Support EN, Support FR, Billing → workgroups Support_EN, Support_FR, Billing; Unrouted is not monitored.\n",
+        r#"
+sors demo is running. Ctrl-C stops it.
+
+  Routing service  status   http://{http}/heartbeat   (also /metrics, /healthz, /readyz)
+                   tenant   {tenant}   (config.toml, secureData/, logs/)
+  Fake Salesforce           {sf}
+                   login    router@sors.demo / demo, security token TOKEN (password demoTOKEN)
+                   agents   agent1@sors.demo … agent4@sors.demo, same password and token
+                   OAuth    client id sors-demo, secret sors-demo-secret
+                   control  {sf}/__fake/counters, {sf}/__fake/dump
+  Fake CIC         primary  {p}
+                   backup   {b}
+                   ICWS     user sors / password sors
+                   control  {p}/__fake/interactions, {p}/__fake/counters
+  Queues Support EN, Support FR, Billing → workgroups Support_EN, Support_FR, Billing;
+  Unrouted is not monitored.
+"#,
         tenant = opts.tenant.display(),
         sf = sf.base_url(),
         p = cic.primary_url(),

@@ -47,6 +47,24 @@ enum Command {
     /// Sets or shows the encrypted credentials of a tenant directory.
     #[command(subcommand)]
     Credentials(Credentials),
+    /// The scenario suite: TOML stories replayed against fresh fakes and a fresh router.
+    #[command(subcommand)]
+    Scenario(Scenario),
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Runs scenario files (none given: every scenario of the suite); exits 1 on any failure.
+    Run {
+        /// Scenario files; default: every *.toml of --dir.
+        files: Vec<PathBuf>,
+        /// Where the suite's scenarios are (default: the scenarios/ directory of the source tree).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Scenarios run at once (default: SORS_SCENARIO_JOBS or 3).
+        #[arg(long)]
+        jobs: Option<usize>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -138,7 +156,39 @@ fn main() -> anyhow::Result<()> {
             traffic: !no_traffic,
         })),
         Command::Credentials(c) => credentials(c),
+        Command::Scenario(Scenario::Run { files, dir, jobs }) => {
+            scenario_run(&files, dir, jobs)
+        }
     }
+}
+
+fn scenario_run(files: &[PathBuf], dir: Option<PathBuf>, jobs: Option<usize>) -> anyhow::Result<()> {
+    let dir = dir.unwrap_or_else(sors_scenarios::default_dir);
+    let scenarios = match sors_scenarios::load_all(&dir, files) {
+        Ok(s) => s,
+        Err(errs) => {
+            for e in &errs {
+                eprintln!("{e}");
+            }
+            anyhow::bail!("{} scenario file(s) could not be read", errs.len());
+        }
+    };
+    if scenarios.is_empty() {
+        anyhow::bail!("no scenario files in {}", dir.display());
+    }
+    let mut opts = sors_scenarios::RunOptions::default();
+    if let Some(j) = jobs {
+        opts.jobs = j.max(1);
+    }
+    let reports = sors_scenarios::run_all(scenarios, &opts);
+    for r in &reports {
+        println!("{}", r.render());
+    }
+    println!("{}", sors_scenarios::summary_line(&reports));
+    if reports.iter().any(|r| r.failed()) {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn credentials(c: Credentials) -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
 //! The sors service: the runtime that wires the Salesforce and ICWS clients to the routing
 //! core, the status endpoints, the tenant wiring and the commands (`serve`, `check`, `demo`).
 
+pub mod bench;
 pub mod check;
 pub mod demo;
 pub mod runtime;

@@ -12,7 +12,7 @@
 //! ```
 //!
 //! Also `SORS_SOAK_SECS` (same as `--soak`), `SORS_PROPS_CASES` (stories in a bounded run,
-//! default 10) and `SORS_PROPS_SHRINK_SECS` (time allowed for shrinking, default 120).
+//! default 12) and `SORS_PROPS_SHRINK_SECS` (time allowed for shrinking, default 90).
 
 #[path = "properties/checks.rs"]
 mod checks;
@@ -31,8 +31,8 @@ use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, Test
 
 /// Operations per story, at most.
 const MAX_OPS: usize = 12;
-const DEFAULT_CASES: u32 = 10;
-const DEFAULT_SHRINK_SECS: u64 = 120;
+const DEFAULT_CASES: u32 = 12;
+const DEFAULT_SHRINK_SECS: u64 = 90;
 
 struct Args {
     soak: Option<Duration>,
@@ -83,7 +83,11 @@ fn args() -> Result<Args, String> {
 }
 
 /// Runs the story proptest generates from `seed`; on failure shrinks it and returns the report.
-fn run_seed(rt: &tokio::runtime::Runtime, seed: u64, shrink: Duration) -> Result<(), String> {
+fn run_seed(
+    rt: &tokio::runtime::Runtime,
+    seed: u64,
+    shrink: Duration,
+) -> Result<story::Covered, String> {
     let config = Config {
         cases: 1,
         max_shrink_iters: 256,
@@ -95,7 +99,8 @@ fn run_seed(rt: &tokio::runtime::Runtime, seed: u64, shrink: Duration) -> Result
     bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let mut runner =
         TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes));
-    let first: Mutex<Option<(Vec<ops::Op>, String)>> = Mutex::new(None);
+    let first: Mutex<Option<Vec<ops::Op>>> = Mutex::new(None);
+    let covered: Mutex<Option<story::Covered>> = Mutex::new(None);
     let tried = Mutex::new(0u32);
     let result = runner.run(&ops::story(MAX_OPS), |ops| {
         let n = {
@@ -106,22 +111,32 @@ fn run_seed(rt: &tokio::runtime::Runtime, seed: u64, shrink: Duration) -> Result
         if n > 1 {
             eprintln!("  shrinking: run {n} ({} ops)", ops.len());
         }
-        rt.block_on(story::play(&ops)).map_err(|report| {
-            let mut f = first.lock().unwrap_or_else(|p| p.into_inner());
-            if f.is_none() {
-                *f = Some((ops.clone(), report.clone()));
+        match rt.block_on(story::play(&ops)) {
+            Ok(c) => {
+                *covered.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
+                Ok(())
             }
-            TestCaseError::fail(report)
-        })
+            Err(report) => {
+                first
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(ops);
+                Err(TestCaseError::fail(report))
+            }
+        }
     });
     match result {
-        Ok(()) => Ok(()),
+        Ok(()) => covered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or_else(|| "proptest ran no story".to_owned()),
         Err(TestError::Abort(why)) => Err(format!("proptest aborted: {why}")),
         Err(TestError::Fail(report, shrunk)) => {
             let mut out = format!(
                 "seed 0x{seed:016x} (replay: SORS_PROPS_SEED=0x{seed:016x} cargo test -p sors --test properties)\n"
             );
-            if let Some((original, _)) = first.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            if let Some(original) = first.lock().unwrap_or_else(|p| p.into_inner()).take() {
                 out.push_str(&format!(
                     "original sequence ({} ops): {original:#?}\n",
                     original.len()
@@ -170,11 +185,18 @@ fn main() -> ExitCode {
         next += 1;
         let t = Instant::now();
         match run_seed(&rt, seed, args.shrink) {
-            Ok(()) => {
+            Ok(c) => {
                 passed += 1;
                 println!(
-                    "story {next}: seed 0x{seed:016x} ok ({:.1} s)",
-                    t.elapsed().as_secs_f64()
+                    "story {next}: seed 0x{seed:016x} ok in {:.1} s: {} cases ({} checked live once, {} unpromised), {} rows ({} SwitchoverRecovery), {} interactions ({} lost or gone in a switchover)",
+                    t.elapsed().as_secs_f64(),
+                    c.cases,
+                    c.live_checked,
+                    c.unpromised,
+                    c.rows,
+                    c.recovery_rows,
+                    c.interactions,
+                    c.lost
                 );
             }
             Err(report) => {

@@ -209,8 +209,8 @@ fn cic_call() -> impl Strategy<Value = CicCall> {
 
 pub fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (queue(), skills()).prop_map(|(queue, skills)| Op::NewCase { queue, skills }),
-        2 => (case(), queue()).prop_map(|(case, to)| Op::ChangeQueue { case, to }),
+        8 => (queue(), skills()).prop_map(|(queue, skills)| Op::NewCase { queue, skills }),
+        3 => (case(), queue()).prop_map(|(case, to)| Op::ChangeQueue { case, to }),
         1 => (case(), agent()).prop_map(|(case, agent)| Op::AgentTakes { case, agent }),
         2 => (case(), agent()).prop_map(|(case, author)| Op::Comment { case, author }),
         2 => case().prop_map(|case| Op::CustomerEmail { case }),
@@ -233,7 +233,7 @@ pub fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// A story of 1..=`max` operations.
+/// A story of 2..=`max` operations.
 pub fn story(max: usize) -> impl Strategy<Value = Vec<Op>> {
-    prop::collection::vec(op(), 1..=max)
+    prop::collection::vec(op(), 2..=max)
 }

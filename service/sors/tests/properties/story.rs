@@ -13,7 +13,7 @@ use sors_fake_icws::FailRule;
 use sors_fake_salesforce::InjectedError;
 
 use crate::checks::{Failure, Snapshot};
-use crate::model::{Event, Model, Owner};
+use crate::model::{Event, Expect, Model, Owner};
 use crate::ops::{CicCall, Op, SfCall};
 
 /// Email-to-Case and the router's own writes run as this user.
@@ -42,9 +42,22 @@ struct Story {
     log: Vec<String>,
 }
 
+/// What a passing story covered, for the log line of each story.
+pub struct Covered {
+    pub cases: usize,
+    pub rows: usize,
+    pub recovery_rows: usize,
+    pub interactions: usize,
+    pub lost: usize,
+    /// Cases checked to be live exactly once at the end.
+    pub live_checked: usize,
+    /// Cases left with only "at most one live" after a loss no router could see.
+    pub unpromised: usize,
+}
+
 /// Plays `ops` on a fresh bed. On failure, returns the report: the broken invariant, the model's
 /// view and the timeline of the case concerned, and the operations as played.
-pub async fn play(ops: &[Op]) -> Result<(), String> {
+pub async fn play(ops: &[Op]) -> Result<Covered, String> {
     let bed = Bed::start(BedOptions::default())
         .await
         .map_err(|e| format!("the test bed did not start: {e:#}"))?;
@@ -60,7 +73,7 @@ pub async fn play(ops: &[Op]) -> Result<(), String> {
 }
 
 impl Story {
-    async fn run(&mut self, ops: &[Op]) -> Result<(), Failure> {
+    async fn run(&mut self, ops: &[Op]) -> Result<Covered, Failure> {
         self.router_caught_up().await?;
         for op in ops {
             let note = self.apply(op).await?;
@@ -70,7 +83,25 @@ impl Story {
             ));
             self.check_always()?;
         }
-        self.quiesce().await
+        self.quiesce().await?;
+        let snap = Snapshot::take(&self.bed)?;
+        let cases = &self.model.cases;
+        Ok(Covered {
+            cases: cases.len(),
+            rows: snap.rows.len(),
+            recovery_rows: snap
+                .rows
+                .iter()
+                .filter(|r| r.event == "SwitchoverRecovery")
+                .count(),
+            interactions: snap.interactions.len(),
+            lost: snap.interactions.iter().filter(|i| i.lost).count(),
+            live_checked: cases
+                .iter()
+                .filter(|c| matches!(c.expect(), Expect::LiveOnce { .. }))
+                .count(),
+            unpromised: cases.iter().filter(|c| c.unpromised.is_some()).count(),
+        })
     }
 
     fn check_always(&self) -> Result<Snapshot, Failure> {

@@ -1,0 +1,105 @@
+//! Crash tests: the router as a separate process (this binary, run again with
+//! `SORS_CRASH_CHILD=<tenant dir>`), killed with SIGKILL at random moments during a burst and
+//! restarted, and stopped with SIGTERM mid-flight and restarted. See tests/README.md.
+//!
+//! `cargo test -p sors-system-tests --test crash` runs the short mode (CI);
+//! `… -- --full` (or `SORS_CRASH_FULL=1`) the 2,000 rows × 20 kills;
+//! `SORS_CRASH_SEED=<n>` replays a seed. Positional arguments filter checks by name.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use sors_system_tests::check::{CrashPlan, Outcome, crash_sigkill, graceful_sigterm};
+use sors_system_tests::child::{CHILD_ENV, run_child};
+
+const CHECKS: [&str; 2] = ["crash_sigkill", "graceful_sigterm"];
+
+fn main() -> ExitCode {
+    if let Some(dir) = std::env::var_os(CHILD_ENV) {
+        return ExitCode::from(u8::try_from(run_child(&PathBuf::from(dir))).unwrap_or(1));
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        for c in CHECKS {
+            println!("{c}: test");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let full = args.iter().any(|a| a == "--full")
+        || std::env::var("SORS_CRASH_FULL").is_ok_and(|v| v == "1");
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let selected: Vec<&str> = CHECKS
+        .into_iter()
+        .filter(|c| filters.is_empty() || filters.iter().any(|f| c.contains(f.as_str())))
+        .collect();
+    let seed = match std::env::var("SORS_CRASH_SEED") {
+        Ok(s) => match s.trim().parse::<u64>() {
+            Ok(n) => n,
+            Err(_) => {
+                eprintln!("SORS_CRASH_SEED must be a number, not '{s}'");
+                return ExitCode::FAILURE;
+            }
+        },
+        Err(_) => rand::random(),
+    };
+    let mode = if full { "full" } else { "short" };
+    println!("crash tests: mode {mode}, seed {seed} (replay with SORS_CRASH_SEED={seed})");
+
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sors-crash");
+    let (mut passed, mut failed) = (0, 0);
+    for name in selected {
+        let dir = base.join(format!("{name}-{seed}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        println!("\n{name}: tenant {}", dir.display());
+        let result: Result<Outcome, _> = rt.block_on(async {
+            match name {
+                "crash_sigkill" => {
+                    let plan = if full {
+                        CrashPlan::full(seed)
+                    } else {
+                        CrashPlan::short(seed)
+                    };
+                    println!(
+                        "{name}: {} rows, {} kills, the router a separate process",
+                        plan.rows, plan.kills
+                    );
+                    crash_sigkill(&plan, &dir).await
+                }
+                _ => graceful_sigterm(seed, &dir).await,
+            }
+        });
+        match result {
+            Ok(outcome) => {
+                print!("{}", outcome.render());
+                if outcome.passed() {
+                    passed += 1;
+                    let _ = std::fs::remove_dir_all(&dir);
+                } else {
+                    failed += 1;
+                }
+            }
+            Err(e) => {
+                println!("{name}: FAILED: {e}");
+                println!("  router logs and tenant: {}", dir.display());
+                failed += 1;
+            }
+        }
+    }
+    println!("\n{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -167,7 +167,9 @@ pub enum Action {
         actor: String,
     },
     /// The customer writes again (incoming EmailMessage).
-    IncomingEmail { case: String },
+    IncomingEmail {
+        case: String,
+    },
     /// An agent answers the customer (outgoing EmailMessage written by `as`).
     AgentReply {
         case: String,
@@ -185,17 +187,31 @@ pub enum Action {
         #[serde(rename = "as")]
         actor: Option<String>,
     },
-    DeleteCase { case: String },
+    DeleteCase {
+        case: String,
+    },
     /// An admin adds an `Interaction_Routing_Queue__c` row (the router reads mappings at every
     /// sweep).
-    AddMapping { queue: String, workgroup: String },
+    AddMapping {
+        queue: String,
+        workgroup: String,
+    },
 
     // --- CIC ---
     /// The standby takes over; `recovery` overrides the site's interaction recovery once.
-    Switchover { recovery: Option<bool> },
-    StopServer { server: Server },
-    StartServer { server: Server },
-    AgentAvailable { agent: String, available: bool },
+    Switchover {
+        recovery: Option<bool>,
+    },
+    StopServer {
+        server: Server,
+    },
+    StartServer {
+        server: Server,
+    },
+    AgentAvailable {
+        agent: String,
+        available: bool,
+    },
     /// Every ICWS session is dropped without a message.
     EndCicSessions,
 
@@ -205,14 +221,20 @@ pub enum Action {
         #[serde(default)]
         advice: Advice,
     },
-    DropPushes { on: bool },
+    DropPushes {
+        on: bool,
+    },
     SandboxRefresh,
     DeletePushtopic,
     /// The channel's retained events are cleared and every streaming client forgotten, so the
     /// router's next subscribe carries a replay id Salesforce no longer knows.
     InvalidateReplay,
-    SfLatency { ms: u64 },
-    CicLatency { ms: u64 },
+    SfLatency {
+        ms: u64,
+    },
+    CicLatency {
+        ms: u64,
+    },
     SfFailNext {
         kind: sors_fake_salesforce::CallKind,
         #[serde(default = "one")]
@@ -236,7 +258,9 @@ pub enum Action {
 
     // --- time ---
     /// Lets time pass (for faults that last "a while"); never used to assert.
-    Wait { seconds: f64 },
+    Wait {
+        seconds: f64,
+    },
 }
 
 fn one() -> u32 {
@@ -369,10 +393,7 @@ pub enum Expectation {
         hold: Option<f64>,
     },
     /// The PushTopic record in Salesforce.
-    Pushtopic {
-        exists: bool,
-        within: Option<f64>,
-    },
+    Pushtopic { exists: bool, within: Option<f64> },
     /// The router's own status: `status` (`up`/`degraded`), `streaming`, `cic_server`.
     Router {
         status: Option<String>,
@@ -439,8 +460,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, FormatError> {
         return Err(FormatError::Section {
             file,
             section: "org",
-            message: "the org and the site need at least one user (the router logs in as the first)"
-                .into(),
+            message:
+                "the org and the site need at least one user (the router logs in as the first)"
+                    .into(),
         });
     }
     let mut steps = Vec::new();
@@ -521,7 +543,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, FormatError> {
 /// Rules serde cannot express: exactly one owner, sane numbers.
 fn check_step(kind: &StepKind) -> Result<(), String> {
     match kind {
-        StepKind::Do(Action::NewCase { queue, owner, .. }) if queue.is_some() == owner.is_some() => {
+        StepKind::Do(Action::NewCase { queue, owner, .. })
+            if queue.is_some() == owner.is_some() =>
+        {
             Err("new_case needs exactly one of `queue` or `owner`".into())
         }
         StepKind::Do(Action::Assign { queue, user, .. }) if queue.is_some() == user.is_some() => {
@@ -542,10 +566,7 @@ fn check_step(kind: &StepKind) -> Result<(), String> {
                     return Err(format!("`{k}` must be between 0 and 600 seconds"));
                 }
             }
-            if let Expectation::Row {
-                nth: Some(0), ..
-            } = e
-            {
+            if let Expectation::Row { nth: Some(0), .. } = e {
                 return Err("`nth` counts from 1 (the oldest row)".into());
             }
             Ok(())

@@ -44,11 +44,18 @@ impl Default for RunOptions {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Passed,
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
     /// Failed, but the file says the router is known to get this wrong.
-    KnownFailure { reason: String, error: String },
+    KnownFailure {
+        reason: String,
+        error: String,
+    },
     /// Marked `known_failure` but passed: the mark should go.
-    KnownFailurePassed { reason: String },
+    KnownFailurePassed {
+        reason: String,
+    },
 }
 
 /// What one scenario did.
@@ -116,10 +123,7 @@ pub fn run_all(scenarios: Vec<Scenario>, opts: &RunOptions) -> Vec<Report> {
                     let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
                     let Some((i, s)) = next else { break };
                     let report = run_isolated(s);
-                    if let Some(slot) = results
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get_mut(i)
+                    if let Some(slot) = results.lock().unwrap_or_else(|p| p.into_inner()).get_mut(i)
                     {
                         *slot = Some(report);
                     }
@@ -480,7 +484,8 @@ impl Ctx<'_> {
 
     async fn act(&mut self, a: &Action) -> Result<(), String> {
         let sf = |r: Result<String, sors_fake_salesforce::ApiError>| {
-            r.map(|_| ()).map_err(|e| format!("Salesforce refused: {e}"))
+            r.map(|_| ())
+                .map_err(|e| format!("Salesforce refused: {e}"))
         };
         let sfu = |r: Result<(), sors_fake_salesforce::ApiError>| {
             r.map_err(|e| format!("Salesforce refused: {e}"))
@@ -943,7 +948,10 @@ impl Ctx<'_> {
                 Ok(seen.join("; "))
             }
             Expectation::Interactions {
-                case, created, lost, ..
+                case,
+                created,
+                lost,
+                ..
             } => {
                 let all = self.bed.cic.interactions();
                 let mut ids: Vec<String> = Vec::new();
@@ -1165,14 +1173,13 @@ fn short(debug: &str) -> String {
     let mut out = debug.to_owned();
     for pat in [": None, ", ": None }"] {
         while let Some(pos) = out.find(pat) {
-            let start = out[..pos]
-                .rfind(['{', ' '])
-                .map(|p| p + 1)
-                .unwrap_or(pos);
+            let start = out[..pos].rfind(['{', ' ']).map(|p| p + 1).unwrap_or(pos);
             let end = pos + pat.len();
             let keep = if pat.ends_with('}') { " }" } else { "" };
             out.replace_range(start..end, keep);
         }
     }
-    out.replace("{  }", "").replace(", }", " }").replace("  ", " ")
+    out.replace("{  }", "")
+        .replace(", }", " }")
+        .replace("  ", " ")
 }

@@ -195,7 +195,11 @@ impl Material {
                 .fields
                 .iter()
                 .map(|(k, v)| {
-                    let v = if k == "case" { self.case_name(v) } else { v.clone() };
+                    let v = if k == "case" {
+                        self.case_name(v)
+                    } else {
+                        v.clone()
+                    };
                     format!("{k}={v}")
                 })
                 .collect();

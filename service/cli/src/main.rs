@@ -156,13 +156,15 @@ fn main() -> anyhow::Result<()> {
             traffic: !no_traffic,
         })),
         Command::Credentials(c) => credentials(c),
-        Command::Scenario(Scenario::Run { files, dir, jobs }) => {
-            scenario_run(&files, dir, jobs)
-        }
+        Command::Scenario(Scenario::Run { files, dir, jobs }) => scenario_run(&files, dir, jobs),
     }
 }
 
-fn scenario_run(files: &[PathBuf], dir: Option<PathBuf>, jobs: Option<usize>) -> anyhow::Result<()> {
+fn scenario_run(
+    files: &[PathBuf],
+    dir: Option<PathBuf>,
+    jobs: Option<usize>,
+) -> anyhow::Result<()> {
     let dir = dir.unwrap_or_else(sors_scenarios::default_dir);
     let scenarios = match sors_scenarios::load_all(&dir, files) {
         Ok(s) => s,

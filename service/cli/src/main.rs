@@ -172,7 +172,8 @@ fn scenario_run(
             for e in &errs {
                 eprintln!("{e}");
             }
-            anyhow::bail!("{} scenario file(s) could not be read", errs.len());
+            eprintln!("{} scenario file(s) could not be read", errs.len());
+            std::process::exit(2);
         }
     };
     if scenarios.is_empty() {

@@ -15,7 +15,7 @@ use sors_fake_salesforce::FakeSalesforce;
 use tokio::time::{Instant, sleep};
 
 use crate::HarnessError;
-use crate::child::{Life, LifeEnd, RouterProcess};
+use crate::child::{Life, RouterProcess};
 use crate::report::{CASES_SOQL, CaseState, Evidence, ROWS_SOQL, Report, Row};
 use crate::workload::Workload;
 
@@ -354,12 +354,11 @@ async fn judge(
             break;
         }
     }
-    if !router.is_running()
-        || router
-            .lives()
-            .last()
-            .is_some_and(|l| l.end != LifeEnd::Running)
-    {
+    if let Some(status) = router.exited() {
+        problems.push(format!(
+            "the last router process exited by itself ({status})"
+        ));
+    } else if !router.is_running() {
         problems.push("the last router process is not running at the end".into());
     }
     let recovery = state

@@ -264,6 +264,16 @@ impl RouterProcess {
         }
     }
 
+    /// Whether the running child has exited by itself (a router crash); if so its life ends
+    /// `Exited` and the exit status is returned.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        let (child, _) = self.child.as_mut()?;
+        let status = child.try_wait().ok()??;
+        self.child = None;
+        self.end_life(LifeEnd::Exited);
+        Some(status)
+    }
+
     /// Records how many rows were `New` and `Processing` just after the last life ended.
     pub fn note_rows_at_end(&mut self, new: usize, processing: usize) {
         if let Some(life) = self.lives.last_mut() {

@@ -539,14 +539,20 @@ impl Router {
             found.into_iter().map(|c| (c.id.clone(), c)).collect();
         for id in requested {
             let snap = found.remove(&id);
+            let live_now = self
+                .live
+                .values()
+                .any(|li| li.case_id.as_ref() == Some(&id));
             let Some(case) = self.cases.get_mut(&id) else {
                 continue;
             };
             case.snap = Snap::Fresh(snap.clone());
-            if case.recover {
+            let idle = case.active.is_none() && case.pending.is_empty();
+            // A lost interaction is re-routed once its case is idle (a row still being handled
+            // may have been the one whose interaction was lost), unless something is live again.
+            if case.recover && idle {
                 case.recover = false;
-                let idle = case.active.is_none() && case.pending.is_empty();
-                if let (true, Some(s)) = (idle && self.settings.reroute_lost_on_switchover, snap) {
+                if let (false, Some(s)) = (live_now, snap) {
                     // Answered meanwhile: the case's newest row is a reply or a close.
                     let answered = match (s.last_closing_row_at, s.last_route_row_at) {
                         (Some(c), Some(r)) => c >= r,
@@ -917,10 +923,10 @@ impl Router {
             let cases: BTreeSet<CaseId> = lost.iter().filter_map(|li| li.case_id.clone()).collect();
             for case_id in cases {
                 let case = self.cases.entry(case_id).or_insert_with(Case::new);
+                case.recover = true;
+                rerouting += 1;
                 if case.active.is_none() && case.pending.is_empty() {
-                    case.recover = true;
                     case.snap = Snap::Stale;
-                    rerouting += 1;
                 }
             }
         }
@@ -1330,6 +1336,10 @@ impl Router {
         if let Some(r) = self.rows.remove(id) {
             if let Some(case) = r.row.case_id.as_ref().and_then(|c| self.cases.get_mut(c)) {
                 case.pending.remove(&r.order_key());
+                // A recovery waiting for this case to be idle: read it again now.
+                if case.recover && case.active.is_none() && case.pending.is_empty() {
+                    case.snap = Snap::Stale;
+                }
             }
         }
         self.finished.insert(id.clone(), now);

@@ -590,3 +590,33 @@ fn a_switchover_does_not_reroute_a_case_answered_meanwhile() {
     assert!(w.rows.values().all(|r| r.event != "SwitchoverRecovery"));
     assert!(w.live_of(&case).is_empty());
 }
+
+#[test]
+fn an_interaction_lost_while_its_row_is_being_marked_is_rerouted() {
+    // Found by the scenario suite: the switchover lands between the router's mark and
+    // Salesforce's answer to it.
+    let mut w = world();
+    let case = w.add_case(EN, "");
+    let row = w.add_row(&case, "New", "Support_EN", "");
+    w.hold_writes = true;
+    w.push(std::slice::from_ref(&row));
+    w.settle();
+    // confirm the claim only: the interaction is created, the mark goes out and is held
+    w.release_writes();
+    w.hold_writes = true;
+    w.settle();
+    assert_eq!(
+        w.status(&row),
+        RowStatus::Processed,
+        "written, but not yet confirmed"
+    );
+    assert_eq!(w.held.len(), 1);
+    w.switchover(false);
+    w.settle();
+    w.release_writes();
+    w.run_to_quiescence(20);
+    assert_eq!(w.status(&row), RowStatus::Processed);
+    let live = w.live_of(&case);
+    assert_eq!(live.len(), 1, "the lost interaction is routed again");
+    assert!(w.rows.values().any(|r| r.event == "SwitchoverRecovery"));
+}

@@ -36,6 +36,9 @@ pub struct World {
     pub cic_up: bool,
     /// When set, the handler ignores notifications (no answer: timeouts).
     pub cic_silent: bool,
+    /// When set, answers to row writes are held back (a write in flight) until released.
+    pub hold_writes: bool,
+    pub held: Vec<Input>,
     /// Raises seen per entry.
     pub raises: HashMap<RowId, u32>,
     /// Interactions created per entry (must never exceed 1 without a switchover loss).
@@ -64,6 +67,8 @@ impl World {
             handler: HashMap::new(),
             cic_up: true,
             cic_silent: false,
+            hold_writes: false,
+            held: Vec::new(),
             raises: HashMap::new(),
             created_per_entry: HashMap::new(),
             notices: Vec::new(),
@@ -261,6 +266,13 @@ impl World {
         }
     }
 
+    /// Delivers the held write answers.
+    pub fn release_writes(&mut self) {
+        self.hold_writes = false;
+        let held = std::mem::take(&mut self.held);
+        self.inputs.extend(held);
+    }
+
     pub fn tick(&mut self, secs: i64) {
         self.now += TimeDelta::seconds(secs);
         self.inputs.push_back(Input::Tick);
@@ -362,7 +374,11 @@ impl World {
                     self.writes.push(u.clone());
                     results.push((u.id, res));
                 }
-                self.inputs.push_back(Input::Written(results));
+                if self.hold_writes {
+                    self.held.push(Input::Written(results));
+                } else {
+                    self.inputs.push_back(Input::Written(results));
+                }
             }
             Effect::Raise(req) => {
                 *self.raises.entry(req.entry_id.clone()).or_default() += 1;

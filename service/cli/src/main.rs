@@ -22,6 +22,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Routes a burst of cases through the fakes and prints what it cost.
+    Bench {
+        /// Cases in the burst.
+        #[arg(long, default_value_t = 1000)]
+        rows: usize,
+        #[arg(long, default_value_t = 32)]
+        max_in_flight: usize,
+        #[arg(long, default_value_t = 50)]
+        batch_window_ms: u64,
+    },
     /// Runs the routing service of one tenant directory.
     Serve {
         #[arg(long)]
@@ -156,6 +166,19 @@ fn main() -> anyhow::Result<()> {
             traffic: !no_traffic,
         })),
         Command::Credentials(c) => credentials(c),
+        Command::Bench {
+            rows,
+            max_in_flight,
+            batch_window_ms,
+        } => {
+            let report = rt.block_on(sors::bench::run(sors::bench::BenchOptions {
+                rows,
+                max_in_flight,
+                batch_window: std::time::Duration::from_millis(batch_window_ms),
+            }))?;
+            print!("{report}");
+            Ok(())
+        }
         Command::Scenario(Scenario::Run { files, dir, jobs }) => scenario_run(&files, dir, jobs),
     }
 }

@@ -18,20 +18,15 @@ fn main() -> ExitCode {
     if let Some(dir) = std::env::var_os(CHILD_ENV) {
         return ExitCode::from(u8::try_from(run_child(&PathBuf::from(dir))).unwrap_or(1));
     }
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
+    let args = Args::parse(std::env::args().skip(1));
+    if args.list {
         for c in CHECKS {
             println!("{c}: test");
         }
         return ExitCode::SUCCESS;
     }
-    let full = args.iter().any(|a| a == "--full")
-        || std::env::var("SORS_CRASH_FULL").is_ok_and(|v| v == "1");
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    let selected: Vec<&str> = CHECKS
-        .into_iter()
-        .filter(|c| filters.is_empty() || filters.iter().any(|f| c.contains(f.as_str())))
-        .collect();
+    let full = args.full || std::env::var("SORS_CRASH_FULL").is_ok_and(|v| v == "1");
+    let selected: Vec<&str> = CHECKS.into_iter().filter(|c| args.selects(c)).collect();
     let seed = match std::env::var("SORS_CRASH_SEED") {
         Ok(s) => match s.trim().parse::<u64>() {
             Ok(n) => n,
@@ -101,5 +96,61 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// The command line: `--full`, libtest's `--list`, name filters, `--skip NAME`, `--exact`,
+/// `--ignored` (these checks are not ignored, so it selects none); other libtest flags are
+/// accepted and ignored, with their values.
+#[derive(Default)]
+struct Args {
+    full: bool,
+    list: bool,
+    exact: bool,
+    ignored: bool,
+    filters: Vec<String>,
+    skips: Vec<String>,
+}
+
+impl Args {
+    fn parse(raw: impl Iterator<Item = String>) -> Args {
+        const WITH_VALUE: [&str; 6] = [
+            "--test-threads",
+            "--color",
+            "--format",
+            "--logfile",
+            "--shuffle-seed",
+            "-Z",
+        ];
+        let mut args = Args::default();
+        let mut raw = raw.peekable();
+        while let Some(a) = raw.next() {
+            match a.as_str() {
+                "--full" => args.full = true,
+                "--list" => args.list = true,
+                "--exact" => args.exact = true,
+                "--ignored" => args.ignored = true,
+                "--skip" => args.skips.extend(raw.next()),
+                _ if WITH_VALUE.contains(&a.as_str()) => {
+                    raw.next();
+                }
+                _ if a.starts_with('-') => {}
+                _ => args.filters.push(a),
+            }
+        }
+        args
+    }
+
+    fn selects(&self, check: &str) -> bool {
+        let hit = |f: &String| {
+            if self.exact {
+                check == f
+            } else {
+                check.contains(f.as_str())
+            }
+        };
+        !self.ignored
+            && (self.filters.is_empty() || self.filters.iter().any(hit))
+            && !self.skips.iter().any(|s| check.contains(s.as_str()))
     }
 }

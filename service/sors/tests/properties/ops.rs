@@ -207,9 +207,13 @@ fn cic_call() -> impl Strategy<Value = CicCall> {
     ]
 }
 
+fn new_case() -> impl Strategy<Value = Op> {
+    (queue(), skills()).prop_map(|(queue, skills)| Op::NewCase { queue, skills })
+}
+
 pub fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        8 => (queue(), skills()).prop_map(|(queue, skills)| Op::NewCase { queue, skills }),
+        8 => new_case(),
         3 => (case(), queue()).prop_map(|(case, to)| Op::ChangeQueue { case, to }),
         1 => (case(), agent()).prop_map(|(case, agent)| Op::AgentTakes { case, agent }),
         2 => (case(), agent()).prop_map(|(case, author)| Op::Comment { case, author }),
@@ -233,7 +237,15 @@ pub fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// A story of 2..=`max` operations.
+/// A story of 2..=`max` operations: one or two new cases first (so that most stories have
+/// something to route), then anything.
 pub fn story(max: usize) -> impl Strategy<Value = Vec<Op>> {
-    prop::collection::vec(op(), 2..=max)
+    (
+        prop::collection::vec(new_case(), 1..=2),
+        prop::collection::vec(op(), 1..=max.saturating_sub(2).max(1)),
+    )
+        .prop_map(|(mut first, rest)| {
+            first.extend(rest);
+            first
+        })
 }

@@ -129,6 +129,8 @@ struct Inner {
     lost_tx: mpsc::UnboundedSender<(u64, String)>,
     shutdown: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// Sessions in a row whose subscriptions could not all be set up (back-off between them).
+    setup_failures: std::sync::atomic::AtomicU32,
 }
 
 type LostRx = mpsc::UnboundedReceiver<(u64, String)>;
@@ -179,6 +181,7 @@ impl Icws {
             lost_tx,
             shutdown: watch::Sender::new(false),
             task: Mutex::new(None),
+            setup_failures: std::sync::atomic::AtomicU32::new(0),
         });
         let task = tokio::spawn(inner.clone().supervise(events_tx, lost_rx));
         *lock(&inner.task) = Some(task);
@@ -768,20 +771,31 @@ impl Inner {
         }
     }
 
-    /// Sets up the subscriptions, announces the session, then reads messages until the
-    /// session is lost. Returns the reason.
-    async fn run_session(
-        &self,
-        s: &Arc<Session>,
-        events: &mpsc::Sender<IcwsEvent>,
-        lost_rx: &mut LostRx,
-    ) -> String {
-        {
-            let mut st = lock(&self.status);
-            st.last_error = None;
+    /// Runs `op` up to three times, 250 ms apart doubling, while it fails with a server error
+    /// (not a lost session or a transport failure, which end the session at once).
+    async fn retry_briefly<F, Fut>(&self, op: F) -> Result<(), IcwsError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), IcwsError>>,
+    {
+        let mut delay = Duration::from_millis(250);
+        let mut result = op().await;
+        for _ in 0..2 {
+            match &result {
+                Err(IcwsError::SessionLost | IcwsError::Transport(_)) | Ok(()) => break,
+                Err(_) => {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    result = op().await;
+                }
+            }
         }
+        result
+    }
+
+    async fn subscribe_handler_notifications(&self, s: &Session) -> Result<(), IcwsError> {
         let body = wire::handler_sent_subscription_body();
-        let handler_sub = match self
+        let (status, bytes) = self
             .send(
                 s,
                 Method::PUT,
@@ -795,22 +809,50 @@ impl Inner {
                 Some(&body),
                 wire::MEDIA_TYPE,
             )
-            .await
+            .await?;
+        self.check(s, "PUT handler-sent-notifications", status, &bytes)
+            .map(drop)
+    }
+
+    /// A session whose subscriptions cannot be set up: close it, wait (growing back-off), and
+    /// return the reason, so the supervisor connects again.
+    async fn give_up_session(&self, s: &Arc<Session>, reason: String) -> String {
+        self.set_last_error(reason.clone());
+        self.close_session(s).await;
+        let n = self
+            .setup_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        tokio::time::sleep(self.backoff(n)).await;
+        reason
+    }
+
+    /// Sets up the subscriptions, announces the session, then reads messages until the
+    /// session is lost. Returns the reason.
+    async fn run_session(
+        &self,
+        s: &Arc<Session>,
+        events: &mpsc::Sender<IcwsEvent>,
+        lost_rx: &mut LostRx,
+    ) -> String {
         {
-            Ok((status, bytes)) => self
-                .check(s, "PUT handler-sent-notifications", status, &bytes)
-                .map(drop),
-            Err(e) => Err(e),
+            let mut st = lock(&self.status);
+            st.last_error = None;
+        }
+        let handler_sub = self.subscribe_handler_notifications(s).await;
+        let handler_sub = match handler_sub {
+            Err(e) if !matches!(e, IcwsError::SessionLost | IcwsError::Transport(_)) => {
+                // A passing server error: try again briefly before giving the session up.
+                self.retry_briefly(|| self.subscribe_handler_notifications(s))
+                    .await
+            }
+            other => other,
         };
-        match handler_sub {
-            Ok(()) => {}
-            Err(e @ (IcwsError::SessionLost | IcwsError::Transport(_))) => {
-                return format!("subscribing to handler notifications: {e}");
-            }
-            Err(e) => {
-                error!(event = "icws.subscribe_failed", error = %e, "could not subscribe to the handler's RouteCaseResult notifications");
-                self.set_last_error(format!("handler notification subscription: {e}"));
-            }
+        if let Err(e) = handler_sub {
+            error!(event = "icws.subscribe_failed", error = %e, "could not subscribe to the handler's RouteCaseResult notifications");
+            return self
+                .give_up_session(s, format!("subscribing to handler notifications: {e}"))
+                .await;
         }
         // Published before the queue watches, so that a concurrent set_watched_workgroups
         // applies its own changes to this session.
@@ -819,18 +861,19 @@ impl Inner {
             let _serial = self.subscriptions.lock().await;
             let watched = lock(&self.watched).clone();
             for wg in &watched {
-                match self.subscribe_queue(s, wg).await {
-                    Ok(()) => {}
-                    Err(e @ (IcwsError::SessionLost | IcwsError::Transport(_))) => {
-                        return format!("watching workgroup {wg}: {e}");
-                    }
-                    Err(e) => {
-                        error!(event = "icws.subscribe_failed", workgroup = %wg, error = %e, "could not watch a workgroup queue");
-                        self.set_last_error(format!("queue watch {wg}: {e}"));
-                    }
+                if let Err(e) = self.retry_briefly(|| self.subscribe_queue(s, wg)).await {
+                    // Without every watch the router cannot know what is live: this session is
+                    // of no use; start over (with back-off).
+                    error!(event = "icws.subscribe_failed", workgroup = %wg, error = %e, "could not watch a workgroup queue");
+                    drop(_serial);
+                    return self
+                        .give_up_session(s, format!("watching workgroup {wg}: {e}"))
+                        .await;
                 }
             }
         }
+        self.setup_failures
+            .store(0, std::sync::atomic::Ordering::Relaxed);
         {
             let mut st = lock(&self.status);
             st.connected = true;

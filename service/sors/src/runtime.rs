@@ -215,13 +215,24 @@ impl Loop {
                 self.feed(Input::IcwsUp);
                 let (icws, tx, shared) = (self.icws.clone(), self.tx.clone(), self.shared.clone());
                 self.tasks.spawn(async move {
-                    match tokio::try_join!(icws.workgroups(), icws.skills()) {
-                        Ok((workgroups, skills)) => {
-                            let _ = tx.send(Input::CicConfig { workgroups, skills });
+                    // Without workgroups and skills nothing can be validated: retry until read,
+                    // unless a newer session took over (it reads them itself).
+                    let mut delay = Duration::from_millis(500);
+                    loop {
+                        match tokio::try_join!(icws.workgroups(), icws.skills()) {
+                            Ok((workgroups, skills)) => {
+                                let _ = tx.send(Input::CicConfig { workgroups, skills });
+                                return;
+                            }
+                            Err(e) => {
+                                error!(event = "router.cic_config_failed", error = %e, "Could not read CIC workgroups and skills; retrying");
+                                shared.cic_error(&e.to_string());
+                            }
                         }
-                        Err(e) => {
-                            error!(event = "router.cic_config_failed", error = %e, "Could not read CIC workgroups and skills");
-                            shared.cic_error(&e.to_string());
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(30));
+                        if icws.status().generation != generation {
+                            return;
                         }
                     }
                 });

@@ -129,8 +129,10 @@ impl Shared {
     fn update(&self, f: impl FnOnce(&mut StatusView)) {
         let mut v = self.view.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut v);
-        let ready =
-            v.salesforce.logged_in && v.cic.connected && v.salesforce.streaming == "subscribed";
+        let ready = v.salesforce.logged_in
+            && v.cic.connected
+            && v.salesforce.streaming == "subscribed"
+            && v.routing.router.cic_ready;
         v.status = if ready { "up" } else { "degraded" };
         v.message = if ready {
             "Successfully connected to CIC Server and Salesforce".to_owned()
@@ -138,8 +140,10 @@ impl Shared {
             "Not logged in to Salesforce".to_owned()
         } else if !v.cic.connected {
             "Not connected to CIC".to_owned()
-        } else {
+        } else if v.salesforce.streaming != "subscribed" {
             "Not subscribed to the PushTopic".to_owned()
+        } else {
+            "Waiting for CIC workgroups, skills and queue contents".to_owned()
         };
     }
 
@@ -485,6 +489,15 @@ mod tests {
         s.cic_connected("cic1", false, 1);
         assert_eq!(s.snapshot().message, "Not subscribed to the PushTopic");
         s.streaming("subscribed");
+        assert_eq!(
+            s.snapshot().status,
+            "degraded",
+            "not before the router is ready"
+        );
+        s.router_status(RouterStatus {
+            cic_ready: true,
+            ..RouterStatus::default()
+        });
         let v = s.snapshot();
         assert_eq!(v.status, "up");
         assert_eq!(

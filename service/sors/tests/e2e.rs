@@ -526,3 +526,50 @@ async fn an_unknown_workgroup_and_a_deleted_case_end_with_a_reason() {
     );
     assert!(bed.live(&gone).is_empty());
 }
+
+// Stories found by the property tests against the fakes: a failed CIC call during (re)connect
+// must not leave the router connected but unable to route.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_read_of_cic_workgroups_at_start_is_retried() {
+    use sors_fake_icws::{CallKind, FailRule};
+    let mut bed = bed().await;
+    let case = bed.new_case("Support EN", "English").unwrap();
+    wait(&bed, "routed", 20, |b| b.live(&case).len() == 1).await;
+    bed.stop_service().await;
+    bed.cic
+        .fail_next(FailRule {
+            kind: CallKind::Configuration,
+            count: 1,
+            status: 500,
+        })
+        .unwrap();
+    // start_service waits until the router is ready, which needs the configuration
+    bed.start_service().await.unwrap();
+    let later = bed.new_case("Support EN", "English").unwrap();
+    wait(&bed, "routed after the retry", 20, |b| {
+        b.live(&later).len() == 1 && b.all_final()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_queue_watches_after_a_switchover_are_retried() {
+    use sors_fake_icws::{CallKind, FailRule};
+    let bed = bed().await;
+    let first = bed.new_case("Support EN", "").unwrap();
+    wait(&bed, "routed", 20, |b| b.live(&first).len() == 1).await;
+    bed.cic
+        .fail_next(FailRule {
+            kind: CallKind::QueueSubscription,
+            count: 2,
+            status: 500,
+        })
+        .unwrap();
+    bed.cic.switchover(Some(false));
+    let later = bed.new_case("Support EN", "").unwrap();
+    wait(&bed, "both cases live after the switchover", 30, |b| {
+        b.live(&later).len() == 1 && b.live(&first).len() == 1 && b.all_final()
+    })
+    .await;
+}

@@ -110,6 +110,9 @@ struct Session {
     server: String,
     backup: bool,
     sse_offered: bool,
+    /// Workgroup queues this session really watches (a failed PUT is not in here, so the next
+    /// `set_watched_workgroups` tries it again).
+    subscribed: Mutex<BTreeSet<String>>,
 }
 
 /// Attributes of one watched interaction, keys lower-cased (ICWS names are case-insensitive).
@@ -202,12 +205,10 @@ impl Icws {
             .filter(|w| !w.is_empty())
             .collect();
         let old = std::mem::replace(&mut *lock(&inner.watched), new.clone());
-        let removed: Vec<&String> = old.difference(&new).collect();
-        let added: Vec<&String> = new.difference(&old).collect();
         {
             let mut views = lock(&inner.views);
-            for wg in &removed {
-                views.remove(*wg);
+            for wg in old.difference(&new) {
+                views.remove(wg);
             }
         }
         let Some(s) = inner.current_session() else {
@@ -217,6 +218,11 @@ impl Icws {
             );
             return Ok(());
         };
+        // Against what this session really watches, so that a failed subscription is tried
+        // again by the next call with the same set.
+        let subscribed = lock(&s.subscribed).clone();
+        let removed: Vec<&String> = subscribed.difference(&new).collect();
+        let added: Vec<&String> = new.difference(&subscribed).collect();
         for wg in removed {
             if let Err(e) = inner.unsubscribe_queue(&s, wg).await {
                 warn!(event = "icws.unsubscribe_failed", workgroup = %wg, error = %e, "could not stop a queue watch");
@@ -536,6 +542,7 @@ impl Inner {
             )
             .await?;
         self.check(s, "PUT messaging/subscriptions/queues", status, &bytes)?;
+        lock(&s.subscribed).insert(workgroup.to_owned());
         info!(
             event = "icws.watching",
             workgroup, "watching workgroup queue"
@@ -555,6 +562,7 @@ impl Inner {
                 wire::MEDIA_TYPE,
             )
             .await?;
+        lock(&s.subscribed).remove(workgroup);
         self.check(s, "DELETE messaging/subscriptions/queues", status, &bytes)?;
         Ok(())
     }
@@ -672,6 +680,7 @@ impl Inner {
             server: display_server(base),
             backup: self.servers.first() != Some(base),
             sse_offered,
+            subscribed: Mutex::new(BTreeSet::new()),
         })
     }
 

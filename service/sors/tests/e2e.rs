@@ -573,3 +573,23 @@ async fn failed_queue_watches_after_a_switchover_are_retried() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_first_queue_watch_of_a_fresh_router_is_retried() {
+    use sors_fake_icws::{CallKind, FailRule};
+    let mut bed = bed().await;
+    bed.stop_service().await;
+    bed.cic
+        .fail_next(FailRule {
+            kind: CallKind::QueueSubscription,
+            count: 1,
+            status: 503,
+        })
+        .unwrap();
+    bed.start_service().await.unwrap();
+    let case = bed.new_case("Support EN", "").unwrap();
+    wait(&bed, "routed", 20, |b| {
+        b.live(&case).len() == 1 && b.all_final()
+    })
+    .await;
+}

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 pub use format::{FormatError, Scenario, discover, load, parse};
 pub use run::{Outcome, Report, RunOptions, run_all, run_one};
 
-/// The directory holding the suite's scenario files (this crate's directory).
+/// The directory holding the suite's scenario files (`scenarios/`, this crate's parent).
 pub fn default_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
 /// Loads `files` (or every scenario of `dir` when `files` is empty). Every file is parsed before

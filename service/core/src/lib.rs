@@ -7,5 +7,7 @@
 pub mod model;
 pub mod router;
 pub mod rules;
+pub mod secret;
 
 pub use model::*;
+pub use secret::Secret;

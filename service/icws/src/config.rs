@@ -14,44 +14,7 @@ pub const DEFAULT_HTTPS_PORT: u16 = 8019;
 /// The ICWS plain-HTTP port: `host:8018` means `http://host:8018`.
 pub const DEFAULT_HTTP_PORT: u16 = 8018;
 
-/// A password or other secret. Its `Debug` and `Display` never show the value.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-    /// The secret itself, for the one place that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl From<String> for Secret {
-    fn from(s: String) -> Self {
-        Self(s)
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(s: &str) -> Self {
-        Self(s.to_owned())
-    }
-}
+pub use sors_core::Secret;
 
 /// How messages are read from the session's message queue.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

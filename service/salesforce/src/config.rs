@@ -3,40 +3,13 @@
 //! Every type here is `serde::Deserialize`, so the router reads it straight from its TOML file.
 //! Durations are plain integers in milliseconds (`*_ms`), which reads well in TOML.
 
-use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::error::SfError;
 
-/// A secret string (password, client secret, session id). Its `Debug` never shows the value.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret value, for the one place that must send it on the wire.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(s: &str) -> Self {
-        Self(s.to_owned())
-    }
-}
+pub use sors_core::Secret;
 
 /// How to log in. In TOML: `auth = { kind = "soap", username = "...", password = "..." }`.
 #[derive(Clone, Debug, Deserialize)]

@@ -38,7 +38,7 @@ pub fn salesforce_config(
             .client_secret
             .as_ref()
             .context("the auth method needs an OAuth client secret")?;
-        Ok((id, Secret::new(secret.expose())))
+        Ok((id, secret.clone()))
     };
     let auth = match sc.auth {
         SalesforceAuth::Soap => Auth::Soap {
@@ -104,7 +104,7 @@ pub fn icws_config(cfg: &Config, creds: &Credentials) -> anyhow::Result<IcwsConf
     Ok(IcwsConfig {
         servers: cc.servers.clone(),
         user: c.user.clone(),
-        password: sors_icws::Secret::new(c.password.expose()),
+        password: c.password.clone(),
         application_name: cc.application_name.clone(),
         messaging: match cc.messaging {
             CicMessaging::Auto => MessagingMode::Auto,

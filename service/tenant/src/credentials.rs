@@ -40,51 +40,7 @@ const CIPHER: &str = "AES-256-GCM";
 const KEY_CHECK_FIELD: &str = "key_check";
 const KEY_CHECK_PLAINTEXT: &[u8] = b"sors credential key check";
 
-/// A secret string (password, token, client secret). Its `Debug` and `Display` never show it;
-/// use [`Secret::expose`] where the value is really needed.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself. Never log it or put it in an error.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether the secret is the empty string.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl From<String> for Secret {
-    fn from(value: String) -> Self {
-        Self(value)
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(value: &str) -> Self {
-        Self(value.to_owned())
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use sors_core::Secret;
 
 /// Salesforce login data. Which fields are used depends on `[salesforce] auth`: `soap` uses
 /// username, password and token; `oauth-password` all five; `client-credentials` only the
@@ -607,7 +563,9 @@ impl Opener<'_> {
             field: field.to_owned(),
         };
         let plain = self.open_raw(sealed, field).ok_or_else(tampered)?;
-        String::from_utf8(plain).map(Secret).map_err(|_| tampered())
+        String::from_utf8(plain)
+            .map(Secret::new)
+            .map_err(|_| tampered())
     }
 }
 

@@ -350,14 +350,6 @@ impl Router {
         }
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
-    pub fn set_settings(&mut self, settings: Settings) {
-        self.settings = settings;
-    }
-
     pub fn status(&self) -> Status {
         Status {
             known_rows: self.rows.len(),
@@ -371,16 +363,6 @@ impl Router {
             cic_ready: self.cic_ready(),
             watched: self.watched.iter().cloned().collect(),
         }
-    }
-
-    /// Live interactions as the router sees them (for inspection and tests).
-    pub fn live(&self) -> impl Iterator<Item = &LiveInteraction> {
-        self.live.values()
-    }
-
-    /// Is this row held by the router right now?
-    pub fn holds(&self, id: &RowId) -> bool {
-        self.rows.contains_key(id)
     }
 
     /// Feeds one input; returns the effects to carry out, in order.

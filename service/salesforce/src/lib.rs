@@ -357,14 +357,6 @@ impl Salesforce {
         Ok(RowId(id))
     }
 
-    /// Deletes a routing row (tests and tooling; the router never deletes rows).
-    pub async fn delete_row(&self, id: &RowId) -> Result<()> {
-        self.inner
-            .rest
-            .delete(&self.inner.names.routing_object, id.as_str())
-            .await
-    }
-
     /// `GET /limits`: every limit with `Max` and `Remaining` (e.g. `DailyApiRequests`).
     pub async fn limits(&self) -> Result<std::collections::BTreeMap<String, Limit>> {
         self.inner.rest.limits().await

@@ -451,20 +451,6 @@ impl Rest {
         }
     }
 
-    /// DELETE one record (204).
-    pub(crate) async fn delete(&self, object: &str, id: &str) -> Result<()> {
-        check_id(id)?;
-        self.call(
-            Method::DELETE,
-            &self.data_path(&format!("sobjects/{object}/{id}")),
-            &[],
-            None,
-            false,
-        )
-        .await
-        .map(drop)
-    }
-
     /// `GET /limits`: entries that have `Max` and `Remaining`.
     pub(crate) async fn limits(&self) -> Result<std::collections::BTreeMap<String, Limit>> {
         let reply = self

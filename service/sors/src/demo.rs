@@ -101,6 +101,10 @@ sors demo is running. Ctrl-C stops it.
     Ok(())
 }
 
+/// A traffic step every 3 s; every 40th (two minutes) is a CIC switchover.
+const SWITCHOVER_EVERY: u64 = 40;
+const SWITCHOVER: u8 = u8::MAX;
+
 const QUEUES: [&str; 4] = ["Support EN", "Support FR", "Billing", "Unrouted"];
 const SKILLS: [&str; 5] = ["", "English", "French", "Billing", "English;Premium"];
 
@@ -114,7 +118,9 @@ async fn traffic(sf: Arc<FakeSalesforce>, cic: Arc<FakeIcws>) {
         step += 1;
         let action = {
             let mut rng = rand::rng();
-            if cases.len() < 3 {
+            if step % SWITCHOVER_EVERY == 0 {
+                SWITCHOVER
+            } else if cases.len() < 3 {
                 0
             } else {
                 rng.random_range(0..10u8)
@@ -190,21 +196,26 @@ async fn traffic(sf: Arc<FakeSalesforce>, cic: Arc<FakeIcws>) {
                     .map_err(|e| e.to_string()),
                 None => continue,
             },
-            _ => {
-                if step % 40 == 0 {
-                    let recovery = step % 80 == 0;
-                    let now = cic.switchover(Some(recovery));
-                    Ok(format!("CIC switchover to {now:?} (interaction recovery {})", if recovery { "on" } else { "off" }))
-                } else if let Some(case) = pick(&cases) {
+            SWITCHOVER => {
+                // Alternate: one switchover loses live interactions (the router re-routes them),
+                // the next keeps them (CIC's interaction recovery).
+                let recovery = step % (2 * SWITCHOVER_EVERY) == 0;
+                let now = cic.switchover(Some(recovery));
+                Ok(format!(
+                    "CIC switchover to {now:?} (interaction recovery {})",
+                    if recovery { "on" } else { "off" }
+                ))
+            }
+            _ => match pick(&cases) {
+                Some(case) => {
                     cases.retain(|c| *c != case);
                     sf.act_as("agent3@sors.demo")
                         .and_then(|a| a.update("Case", &case, json!({"Status": "Closed"})).map_err(Into::into))
                         .map(|_| format!("case {case} closed"))
                         .map_err(|e| e.to_string())
-                } else {
-                    continue;
                 }
-            }
+                None => continue,
+            },
         };
         match result {
             Ok(line) => println!("demo traffic: {line}"),

@@ -211,7 +211,7 @@ impl Loop {
                 backup,
                 generation,
             } => {
-                self.shared.cic_connected(&server, backup, generation);
+                self.shared.cic_connected(&server, backup);
                 self.feed(Input::IcwsUp);
                 let (icws, tx, shared) = (self.icws.clone(), self.tx.clone(), self.shared.clone());
                 self.tasks.spawn(async move {

@@ -179,8 +179,9 @@ impl Shared {
     }
 
     pub fn salesforce_stats(&self, s: &sors_salesforce::Stats) {
-        let relogins_before = self.snapshot().salesforce.relogins;
+        let mut relogged = false;
         self.update(|v| {
+            relogged = s.relogins > v.salesforce.relogins;
             v.salesforce.api_used = s.api_used;
             v.salesforce.api_max = s.api_max;
             v.salesforce.api_calls = s.calls;
@@ -189,7 +190,7 @@ impl Shared {
                 v.salesforce.last_error = s.last_error.clone();
             }
         });
-        if s.relogins > relogins_before {
+        if relogged {
             self.alert(AlertKind::Relogin, "Re-logged in to Salesforce".to_owned());
         }
     }
@@ -209,7 +210,7 @@ impl Shared {
         self.update(|v| v.salesforce.monitored_queues = n);
     }
 
-    pub fn cic_connected(&self, server: &str, backup: bool, _generation: u64) {
+    pub fn cic_connected(&self, server: &str, backup: bool) {
         self.update(|v| {
             v.cic.connected = true;
             v.cic.server = Some(server.to_owned());
@@ -486,7 +487,7 @@ mod tests {
         let s = Shared::new("acme");
         assert_eq!(s.snapshot().status, "degraded");
         s.salesforce_logged_in("00D", "https://x");
-        s.cic_connected("cic1", false, 1);
+        s.cic_connected("cic1", false);
         assert_eq!(s.snapshot().message, "Not subscribed to the PushTopic");
         s.streaming("subscribed");
         assert_eq!(
@@ -506,6 +507,28 @@ mod tests {
         );
         s.cic_lost("switchover");
         assert_eq!(s.snapshot().status, "degraded");
+    }
+
+    #[test]
+    fn a_relogin_raises_one_alert() {
+        let s = Shared::new("acme");
+        let mut stats = sors_salesforce::Stats {
+            logins: 1,
+            ..Default::default()
+        };
+        s.salesforce_stats(&stats);
+        assert!(s.snapshot().alerts.is_empty());
+        stats.relogins = 1;
+        s.salesforce_stats(&stats);
+        s.salesforce_stats(&stats);
+        let v = s.snapshot();
+        assert_eq!(v.salesforce.relogins, 1);
+        let relogins: Vec<_> = v
+            .alerts
+            .iter()
+            .filter(|a| a.kind == AlertKind::Relogin)
+            .collect();
+        assert_eq!(relogins.len(), 1);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod check;
 pub mod demo;
+pub mod history;
 pub mod runtime;
 pub mod serve;
 pub mod status;

@@ -13,6 +13,7 @@
 //! # Ok(()) }
 //! ```
 
+mod acd;
 mod control;
 mod error;
 mod http;

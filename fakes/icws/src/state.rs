@@ -2,8 +2,13 @@
 //!
 //! Everything here is plain synchronous code on `&mut SiteState`; the caller holds the one site
 //! mutex for the duration of a call and never across an await.
+//!
+//! No call scans every interaction or every session: interactions live in a vector indexed
+//! by their creation number (the id is `1001000000 + n`), the ACD keeps its own queues and
+//! loads ([`crate::acd`]), cases and entries are indexed, and queue-watch messages go only to
+//! the watches of the queues an interaction was or is in.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -12,6 +17,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::acd::{Acd, Seq, skill_key};
 use crate::error::{CODE_COOKIE, CODE_CSRF, IcwsError};
 use crate::site::SiteSpec;
 
@@ -144,9 +150,14 @@ pub struct FailRule {
 /// Most messages a session buffers; older ones are dropped beyond this.
 const MAX_QUEUED_MESSAGES: usize = 10_000;
 
+/// Interaction ids are `ID_BASE + n` for the n-th interaction (n = 1, 2, …).
+const ID_BASE: u64 = 1_001_000_000;
+
+/// A watched queue: (queueType, queueName), 1 user or 2 workgroup.
+type QueueKey = (u8, String);
+
 struct QueueSub {
-    /// (queueType, queueName): 1 user, 2 workgroup.
-    queues: Vec<(u8, String)>,
+    queues: Vec<QueueKey>,
     attributes: Vec<String>,
 }
 
@@ -175,6 +186,13 @@ impl Session {
         self.messages.push_back(msg);
         self.notify.notify_one();
     }
+
+    fn wants_results(&self) -> bool {
+        let (obj, ev) = (OBJECT_ID.to_lowercase(), EVENT_RESULT.to_lowercase());
+        self.handler_subs
+            .iter()
+            .any(|(o, es)| *o == obj && es.contains(&ev))
+    }
 }
 
 struct Interaction {
@@ -182,7 +200,6 @@ struct Interaction {
     entry_id: String,
     case_id: String,
     workgroup: String,
-    skills: Vec<String>,
     attributes: BTreeMap<String, String>,
     agent: Option<String>,
     disconnected: bool,
@@ -211,6 +228,12 @@ impl Interaction {
             agent: self.agent.clone(),
             attributes: self.attributes.clone(),
         }
+    }
+
+    /// The queues the interaction is in (when live).
+    fn queues(&self) -> impl Iterator<Item = QueueKey> + '_ {
+        std::iter::once((2, self.workgroup.clone()))
+            .chain(self.agent.iter().map(|a| (1, a.clone())))
     }
 
     fn info(&self) -> InteractionInfo {
@@ -275,12 +298,6 @@ fn select_attrs(attrs: &BTreeMap<String, String>, names: &[String]) -> BTreeMap<
         .collect()
 }
 
-struct AgentState {
-    available: bool,
-    /// Assignment sequence number of the agent's last assignment (0 = never).
-    last_assigned: u64,
-}
-
 /// The outcome of a successful connect.
 pub(crate) struct NewSession {
     pub session_id: String,
@@ -295,15 +312,22 @@ pub(crate) struct SiteState {
     pub active: Which,
     pub latency: std::time::Duration,
     sessions: HashMap<String, Session>,
-    interactions: BTreeMap<String, Interaction>,
-    /// entryId → interaction id (the handler's idempotency memory).
-    entries: HashMap<String, String>,
-    agents: BTreeMap<String, AgentState>,
+    /// Every interaction ever created; the n-th (id `ID_BASE + n`) at index n - 1.
+    interactions: Vec<Interaction>,
+    /// Interactions before this index were all lost in a switchover without recovery.
+    lost_upto: usize,
+    /// entryId → interaction (the handler's idempotency memory).
+    entries: HashMap<String, Seq>,
+    /// caseId → its interactions, oldest first.
+    by_case: HashMap<String, Vec<Seq>>,
+    acd: Acd,
+    /// Queue → the (session, subscription) watches that include it.
+    watchers: HashMap<QueueKey, BTreeSet<(String, String)>>,
+    /// Sessions subscribed to `RouteCaseResult`.
+    result_watchers: BTreeSet<String>,
     counters: Counters,
     fail_rules: Vec<FailRule>,
     next_session: u64,
-    next_interaction: u64,
-    assign_seq: u64,
     /// (interaction id, agent) whose answer timer the caller must start.
     pending_answers: Vec<(String, String)>,
 }
@@ -315,32 +339,21 @@ pub const EVENT_RESULT: &str = "RouteCaseResult";
 
 impl SiteState {
     pub fn new(spec: SiteSpec) -> SiteState {
-        let agents = spec
-            .agents
-            .iter()
-            .map(|a| {
-                (
-                    a.name.clone(),
-                    AgentState {
-                        available: a.available,
-                        last_assigned: 0,
-                    },
-                )
-            })
-            .collect();
         SiteState {
+            acd: Acd::new(&spec),
             spec,
             active: Which::Primary,
             latency: std::time::Duration::ZERO,
             sessions: HashMap::new(),
-            interactions: BTreeMap::new(),
+            interactions: Vec::new(),
+            lost_upto: 0,
             entries: HashMap::new(),
-            agents,
+            by_case: HashMap::new(),
+            watchers: HashMap::new(),
+            result_watchers: BTreeSet::new(),
             counters: Counters::default(),
             fail_rules: Vec::new(),
             next_session: 0,
-            next_interaction: 0,
-            assign_seq: 0,
             pending_answers: Vec::new(),
         }
     }
@@ -377,10 +390,48 @@ impl SiteState {
 
     // ---- sessions ------------------------------------------------------------------------
 
+    /// Removes a session and every index entry of it, and wakes its waiters.
+    fn remove_session(&mut self, sid: &str) -> Option<Session> {
+        let s = self.sessions.remove(sid)?;
+        for (sub_id, sub) in &s.queue_subs {
+            self.unindex_sub(sid, sub_id, sub);
+        }
+        self.result_watchers.remove(sid);
+        s.notify.notify_one();
+        Some(s)
+    }
+
+    fn index_sub(&mut self, sid: &str, sub_id: &str, sub: &QueueSub) {
+        for q in &sub.queues {
+            self.watchers
+                .entry(q.clone())
+                .or_default()
+                .insert((sid.to_owned(), sub_id.to_owned()));
+        }
+    }
+
+    fn unindex_sub(&mut self, sid: &str, sub_id: &str, sub: &QueueSub) {
+        for q in &sub.queues {
+            if let Some(set) = self.watchers.get_mut(q) {
+                set.remove(&(sid.to_owned(), sub_id.to_owned()));
+                if set.is_empty() {
+                    self.watchers.remove(q);
+                }
+            }
+        }
+    }
+
     fn purge_expired(&mut self) {
         let ttl = self.spec.timings.session_idle_ttl;
-        self.sessions
-            .retain(|_, s| s.open_streams > 0 || s.last_seen.elapsed() <= ttl);
+        let expired: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.open_streams == 0 && s.last_seen.elapsed() > ttl)
+            .map(|(sid, _)| sid.clone())
+            .collect();
+        for sid in expired {
+            self.remove_session(&sid);
+        }
     }
 
     /// Checks credentials and creates a session on `server` (the caller checked it is active).
@@ -460,9 +511,8 @@ impl SiteState {
             Some(s) => s.server != server || (s.open_streams == 0 && s.last_seen.elapsed() > ttl),
         };
         if expired {
-            if let Some(s) = self.sessions.get(sid).filter(|s| s.server == server) {
-                s.notify.notify_one();
-                self.sessions.remove(sid);
+            if self.sessions.get(sid).is_some_and(|s| s.server == server) {
+                self.remove_session(sid);
             }
             return Err(IcwsError::session_invalid());
         }
@@ -510,9 +560,7 @@ impl SiteState {
     }
 
     pub fn logout(&mut self, sid: &str) {
-        if let Some(s) = self.sessions.remove(sid) {
-            s.notify.notify_one();
-        }
+        self.remove_session(sid);
     }
 
     /// Drains the session's queued messages. A closing session is removed once drained;
@@ -524,7 +572,7 @@ impl SiteState {
         s.last_seen = Instant::now();
         let msgs: Vec<Value> = s.messages.drain(..).collect();
         if s.closing {
-            self.sessions.remove(sid);
+            self.remove_session(sid);
             return (msgs, true);
         }
         (msgs, false)
@@ -553,15 +601,16 @@ impl SiteState {
 
     /// Ends every session of `server` at once (no message): the next call gets 401.
     pub fn drop_sessions(&mut self, server: Option<Which>) -> usize {
-        let before = self.sessions.len();
-        self.sessions.retain(|_, s| {
-            let keep = server.is_some_and(|w| s.server != w);
-            if !keep {
-                s.notify.notify_one();
-            }
-            keep
-        });
-        before - self.sessions.len()
+        let ended: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| server.is_none_or(|w| s.server == w))
+            .map(|(sid, _)| sid.clone())
+            .collect();
+        for sid in &ended {
+            self.remove_session(sid);
+        }
+        ended.len()
     }
 
     // ---- queue and handler subscriptions ------------------------------------------------
@@ -569,8 +618,8 @@ impl SiteState {
     /// Validates the queues of a watch (user and workgroup queues of known names).
     pub fn check_queue(&self, queue_type: i64, name: &str) -> Result<u8, IcwsError> {
         match queue_type {
-            2 if self.spec.workgroups.iter().any(|w| w.name == name) => Ok(2),
-            1 if self.spec.agents.iter().any(|a| a.name == name)
+            2 if self.acd.workgroup(name).is_some() => Ok(2),
+            1 if self.acd.agent(name).is_some()
                 || self.spec.users.iter().any(|u| u.user_id == name) =>
             {
                 Ok(1)
@@ -592,6 +641,27 @@ impl SiteState {
         }
     }
 
+    /// Live interactions in one of these queues, oldest first, each once.
+    fn contents(&self, queues: &[QueueKey]) -> BTreeSet<Seq> {
+        let mut out = BTreeSet::new();
+        for (t, name) in queues {
+            match t {
+                2 => {
+                    if let Some(w) = self.acd.workgroup(name) {
+                        out.extend(self.acd.workgroup_contents(w));
+                    }
+                }
+                1 => {
+                    if let Some(a) = self.acd.agent(name) {
+                        out.extend(self.acd.agent_contents(a));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
     /// Creates or replaces a queue watch and queues its `isDelta:false` snapshot.
     pub fn watch_queues(
         &mut self,
@@ -600,11 +670,14 @@ impl SiteState {
         queues: Vec<(u8, String)>,
         attributes: Vec<String>,
     ) {
+        if !self.sessions.contains_key(sid) {
+            return;
+        }
         let sub = QueueSub { queues, attributes };
         let added: Vec<Value> = self
-            .interactions
-            .values()
-            .filter(|ix| ix.view().in_sub(&sub))
+            .contents(&sub.queues)
+            .into_iter()
+            .filter_map(|seq| self.ix(seq))
             .map(|ix| {
                 json!({
                     "interactionId": ix.id,
@@ -612,8 +685,18 @@ impl SiteState {
                 })
             })
             .collect();
+        let replaced = self
+            .sessions
+            .get_mut(sid)
+            .and_then(|s| s.queue_subs.remove(sub_id));
+        if let Some(old) = replaced {
+            self.unindex_sub(sid, sub_id, &old);
+        }
+        self.index_sub(sid, sub_id, &sub);
         if let Some(s) = self.sessions.get_mut(sid) {
             s.queue_subs.insert(sub_id.to_owned(), sub);
+        }
+        if let Some(s) = self.sessions.get_mut(sid) {
             s.push(json!({
                 "__type": "urn:inin.com:queues:queueContentsMessage",
                 "isDelta": false,
@@ -626,78 +709,123 @@ impl SiteState {
     }
 
     pub fn unwatch_queues(&mut self, sid: &str, sub_id: &str) {
-        if let Some(s) = self.sessions.get_mut(sid) {
-            s.queue_subs.remove(sub_id);
+        let removed = self
+            .sessions
+            .get_mut(sid)
+            .and_then(|s| s.queue_subs.remove(sub_id));
+        if let Some(sub) = removed {
+            self.unindex_sub(sid, sub_id, &sub);
         }
     }
 
     pub fn set_handler_subs(&mut self, sid: &str, headers: Vec<(String, Vec<String>)>) {
-        if let Some(s) = self.sessions.get_mut(sid) {
-            s.handler_subs = headers
-                .into_iter()
-                .map(|(o, es)| {
-                    (
-                        o.to_lowercase(),
-                        es.into_iter().map(|e| e.to_lowercase()).collect(),
-                    )
-                })
-                .collect();
+        let Some(s) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        s.handler_subs = headers
+            .into_iter()
+            .map(|(o, es)| {
+                (
+                    o.to_lowercase(),
+                    es.into_iter().map(|e| e.to_lowercase()).collect(),
+                )
+            })
+            .collect();
+        if s.wants_results() {
+            self.result_watchers.insert(sid.to_owned());
+        } else {
+            self.result_watchers.remove(sid);
         }
     }
 
-    /// Tells queue watchers how one interaction changed.
-    fn publish(&mut self, id: &str, before: Option<View>, after: Option<View>) {
-        for s in self.sessions.values_mut().filter(|s| !s.closing) {
-            let mut msgs = Vec::new();
-            for (sub_id, sub) in &s.queue_subs {
-                let was = before.as_ref().is_some_and(|v| v.in_sub(sub));
-                let now = after.as_ref().filter(|v| v.in_sub(sub));
-                let (added, changed, removed) = match (was, now) {
-                    (false, Some(v)) => (
-                        vec![
-                            json!({"interactionId": id, "attributes": select_attrs(&v.attributes, &sub.attributes)}),
-                        ],
-                        vec![],
-                        vec![],
-                    ),
-                    (true, None) => (vec![], vec![], vec![json!(id)]),
-                    (true, Some(v)) => {
-                        let old = before
-                            .as_ref()
-                            .map(|b| select_attrs(&b.attributes, &sub.attributes))
-                            .unwrap_or_default();
-                        let diff: BTreeMap<String, String> =
-                            select_attrs(&v.attributes, &sub.attributes)
-                                .into_iter()
-                                .filter(|(k, val)| old.get(k) != Some(val))
-                                .collect();
-                        if diff.is_empty() {
-                            continue;
-                        }
-                        (
-                            vec![],
-                            vec![json!({"interactionId": id, "attributes": diff})],
-                            vec![],
-                        )
+    /// The watches of any of these queues, each once.
+    fn watches_of(&self, queues: impl Iterator<Item = QueueKey>) -> BTreeSet<(String, String)> {
+        let mut out = BTreeSet::new();
+        for q in queues {
+            if let Some(set) = self.watchers.get(&q) {
+                out.extend(set.iter().cloned());
+            }
+        }
+        out
+    }
+
+    /// The interaction's view before a change, or `None` when nobody watches its queues
+    /// (then nobody needs the "before" side of the change).
+    fn watched_view(&self, seq: Seq) -> Option<View> {
+        let ix = self.ix(seq)?;
+        let watched = ix.queues().any(|q| self.watchers.contains_key(&q));
+        watched.then(|| ix.view())
+    }
+
+    /// Tells queue watchers how one interaction changed: only the watches of the queues it
+    /// was in (`before`) or is in now are looked at.
+    fn publish(&mut self, seq: Seq, before: Option<View>) {
+        let Some(ix) = self.ix(seq) else {
+            return;
+        };
+        let before_queues = before.iter().flat_map(|v| {
+            std::iter::once((2, v.workgroup.clone())).chain(v.agent.iter().map(|a| (1, a.clone())))
+        });
+        let watches = self.watches_of(before_queues.chain(ix.queues()));
+        if watches.is_empty() {
+            return;
+        }
+        let id = ix.id.clone();
+        let after = ix.view();
+        for (sid, sub_id) in watches {
+            let Some(s) = self.sessions.get_mut(&sid).filter(|s| !s.closing) else {
+                continue;
+            };
+            let Some(sub) = s.queue_subs.get(&sub_id) else {
+                continue;
+            };
+            let was = before.as_ref().is_some_and(|v| v.in_sub(sub));
+            let now = after.in_sub(sub);
+            let (added, changed, removed) = match (was, now) {
+                (false, true) => (
+                    vec![
+                        json!({"interactionId": id, "attributes": select_attrs(&after.attributes, &sub.attributes)}),
+                    ],
+                    vec![],
+                    vec![],
+                ),
+                (true, false) => (vec![], vec![], vec![json!(id)]),
+                (true, true) => {
+                    let old = before
+                        .as_ref()
+                        .map(|b| select_attrs(&b.attributes, &sub.attributes))
+                        .unwrap_or_default();
+                    let diff: BTreeMap<String, String> =
+                        select_attrs(&after.attributes, &sub.attributes)
+                            .into_iter()
+                            .filter(|(k, val)| old.get(k) != Some(val))
+                            .collect();
+                    if diff.is_empty() {
+                        continue;
                     }
-                    (false, None) => continue,
-                };
-                msgs.push(json!({
-                    "__type": "urn:inin.com:queues:queueContentsMessage",
-                    "isDelta": true,
-                    "subscriptionId": sub_id,
-                    "interactionsAdded": added,
-                    "interactionsChanged": changed,
-                    "interactionsRemoved": removed,
-                }));
-            }
-            for m in msgs {
-                s.push(m);
-            }
+                    (
+                        vec![],
+                        vec![json!({"interactionId": id, "attributes": diff})],
+                        vec![],
+                    )
+                }
+                (false, false) => continue,
+            };
+            s.push(json!({
+                "__type": "urn:inin.com:queues:queueContentsMessage",
+                "isDelta": true,
+                "subscriptionId": sub_id,
+                "interactionsAdded": added,
+                "interactionsChanged": changed,
+                "interactionsRemoved": removed,
+            }));
         }
     }
 
     fn send_handler_result(&mut self, data: Vec<String>) {
+        if self.result_watchers.is_empty() {
+            return;
+        }
         let msg = json!({
             "__type": "urn:inin.com:system:handlerSentNotificationMessage",
             "isDelta": false,
@@ -705,12 +833,8 @@ impl SiteState {
             "eventId": EVENT_RESULT,
             "data": data,
         });
-        let (obj, ev) = (OBJECT_ID.to_lowercase(), EVENT_RESULT.to_lowercase());
-        for s in self.sessions.values_mut().filter(|s| !s.closing) {
-            if s.handler_subs
-                .iter()
-                .any(|(o, es)| *o == obj && es.contains(&ev))
-            {
+        for sid in &self.result_watchers {
+            if let Some(s) = self.sessions.get_mut(sid).filter(|s| !s.closing) {
                 s.push(msg.clone());
             }
         }
@@ -770,18 +894,26 @@ impl SiteState {
         if entry_id.trim().is_empty() {
             return Err("the routing entry id is empty".to_owned());
         }
-        if let Some(existing) = self.entries.get(entry_id) {
+        if let Some(existing) = self
+            .entries
+            .get(entry_id)
+            .and_then(|&seq| self.ix(seq))
+            .map(|ix| ix.id.clone())
+        {
             self.counters.duplicates_suppressed += 1;
             tracing::info!(entry_id = %entry_id, interaction = %existing, "duplicate RouteCase suppressed");
-            return Ok(existing.clone());
+            return Ok(existing);
         }
-        let wg = self
+        let wg_index = self
+            .acd
+            .workgroup(workgroup)
+            .ok_or_else(|| format!("unknown workgroup '{workgroup}'"))?;
+        if !self
             .spec
             .workgroups
-            .iter()
-            .find(|w| w.name == *workgroup)
-            .ok_or_else(|| format!("unknown workgroup '{workgroup}'"))?;
-        if !wg.routes_acd_email() {
+            .get(wg_index)
+            .is_some_and(|w| w.routes_acd_email())
+        {
             return Err(format!("workgroup '{workgroup}' has no ACD email routing"));
         }
         let skills: Vec<String> = skills
@@ -794,8 +926,8 @@ impl SiteState {
             return Err(format!("unknown skill '{unknown}'"));
         }
 
-        self.next_interaction += 1;
-        let id = (1_001_000_000 + self.next_interaction).to_string();
+        let seq = self.interactions.len() as Seq + 1;
+        let id = (ID_BASE + seq).to_string();
         let now = Utc::now();
         let mut attributes = BTreeMap::new();
         for (k, v) in [
@@ -827,7 +959,6 @@ impl SiteState {
             entry_id: entry_id.clone(),
             case_id: case_id.clone(),
             workgroup: workgroup.clone(),
-            skills,
             attributes,
             agent: None,
             disconnected: false,
@@ -836,96 +967,73 @@ impl SiteState {
         };
         ix.record(HistoryEvent::Created, None);
         ix.record(HistoryEvent::Offered, None);
-        let view = ix.view();
-        self.interactions.insert(id.clone(), ix);
-        self.entries.insert(entry_id.clone(), id.clone());
+        self.interactions.push(ix);
+        self.entries.insert(entry_id.clone(), seq);
+        self.by_case.entry(case_id.clone()).or_default().push(seq);
         self.counters.interactions_created += 1;
         tracing::info!(entry_id = %entry_id, interaction = %id, workgroup = %workgroup, "email interaction created");
-        self.publish(&id, None, Some(view));
-        self.run_acd();
+        self.publish(seq, None);
+        if let Some(agent) = self.acd.offer(seq, wg_index, skill_key(&skills)) {
+            self.assigned(seq, agent);
+        }
         Ok(id)
     }
 
     // ---- ACD -----------------------------------------------------------------------------
 
-    fn agent_load(&self, agent: &str) -> u32 {
-        let n = self
-            .interactions
-            .values()
-            .filter(|ix| ix.live() && ix.agent.as_deref() == Some(agent))
-            .count();
-        u32::try_from(n).unwrap_or(u32::MAX)
+    fn ix(&self, seq: Seq) -> Option<&Interaction> {
+        let i = usize::try_from(seq.checked_sub(1)?).ok()?;
+        self.interactions.get(i)
     }
 
-    /// Assigns every waiting interaction (oldest first) to an eligible agent: available,
-    /// member of the workgroup, every required skill, below utilization. Among those, the
-    /// agent whose last assignment is oldest (never assigned first), then the lowest name.
-    fn run_acd(&mut self) {
-        let waiting: Vec<String> = self
-            .interactions
-            .values()
-            .filter(|ix| ix.live() && ix.agent.is_none())
-            .map(|ix| ix.id.clone())
-            .collect();
-        for id in waiting {
-            let Some(ix) = self.interactions.get(&id) else {
-                continue;
-            };
-            let Some(wg) = self.spec.workgroups.iter().find(|w| w.name == ix.workgroup) else {
-                continue;
-            };
-            let chosen = self
-                .spec
-                .agents
-                .iter()
-                .filter(|a| wg.members.contains(&a.name))
-                .filter(|a| self.agents.get(&a.name).is_some_and(|st| st.available))
-                .filter(|a| {
-                    ix.skills
-                        .iter()
-                        .all(|s| a.skills.iter().any(|have| have.name == *s))
-                })
-                .filter(|a| self.agent_load(&a.name) < a.utilization)
-                .min_by_key(|a| {
-                    (
-                        self.agents.get(&a.name).map_or(0, |st| st.last_assigned),
-                        a.name.clone(),
-                    )
-                })
-                .map(|a| a.name.clone());
-            if let Some(agent) = chosen {
-                self.assign(&id, &agent);
-            }
-        }
+    fn ix_mut(&mut self, seq: Seq) -> Option<&mut Interaction> {
+        let i = usize::try_from(seq.checked_sub(1)?).ok()?;
+        self.interactions.get_mut(i)
     }
 
-    fn assign(&mut self, id: &str, agent: &str) {
-        self.assign_seq += 1;
-        if let Some(st) = self.agents.get_mut(agent) {
-            st.last_assigned = self.assign_seq;
-        }
-        let Some(ix) = self.interactions.get_mut(id) else {
+    /// The creation number of the interaction with this id (exactly as issued).
+    fn seq_of(&self, id: &str) -> Option<Seq> {
+        let seq = id.parse::<u64>().ok()?.checked_sub(ID_BASE)?;
+        self.ix(seq).filter(|ix| ix.id == id).map(|_| seq)
+    }
+
+    /// The ACD recorded `agent` for interaction `seq`: alerting, in the agent's user queue.
+    fn assigned(&mut self, seq: Seq, agent: usize) {
+        let agent = self.acd.agent_name(agent).to_owned();
+        let before = self.watched_view(seq);
+        let Some(ix) = self.ix_mut(seq) else {
             return;
         };
-        let before = ix.view();
-        ix.agent = Some(agent.to_owned());
+        ix.agent = Some(agent.clone());
         set_attr(&mut ix.attributes, "Eic_State", "A".to_owned());
         set_attr(
             &mut ix.attributes,
             "Eic_CallStateString",
             "Alerting".to_owned(),
         );
-        set_attr(&mut ix.attributes, "Eic_UserName", agent.to_owned());
-        ix.record(HistoryEvent::Assigned, Some(agent.to_owned()));
-        let after = ix.view();
+        set_attr(&mut ix.attributes, "Eic_UserName", agent.clone());
+        ix.record(HistoryEvent::Assigned, Some(agent.clone()));
+        let id = ix.id.clone();
         tracing::info!(interaction = %id, agent, "interaction assigned");
-        self.publish(id, Some(before), Some(after));
-        self.pending_answers.push((id.to_owned(), agent.to_owned()));
+        self.publish(seq, before);
+        self.pending_answers.push((id, agent));
+    }
+
+    /// The agent has room again (made available, or one of theirs ended): they take the
+    /// oldest waiting interactions they are eligible for, until full.
+    fn fill(&mut self, agent: usize) {
+        while let Some(seq) = self.acd.next_for(agent) {
+            self.assigned(seq, agent);
+        }
     }
 
     /// The answer timer fired: the agent picks up if the interaction still alerts them.
     pub fn answer(&mut self, id: &str, agent: &str) {
-        let Some(ix) = self.interactions.get_mut(id) else {
+        let Some(seq) = self.seq_of(id) else {
+            return;
+        };
+        let before = self.watched_view(seq);
+        let Some(ix) = self.ix_mut(seq) else {
             return;
         };
         if !ix.live()
@@ -934,7 +1042,6 @@ impl SiteState {
         {
             return;
         }
-        let before = ix.view();
         set_attr(&mut ix.attributes, "Eic_State", "C".to_owned());
         set_attr(
             &mut ix.attributes,
@@ -942,26 +1049,26 @@ impl SiteState {
             "Connected".to_owned(),
         );
         ix.record(HistoryEvent::Connected, Some(agent.to_owned()));
-        let after = ix.view();
-        self.publish(id, Some(before), Some(after));
+        self.publish(seq, before);
     }
 
     pub fn set_agent_available(&mut self, agent: &str, available: bool) -> bool {
-        let Some(st) = self.agents.get_mut(agent) else {
+        let Some(a) = self.acd.agent(agent) else {
             return false;
         };
-        st.available = available;
+        self.acd.set_available(a, available);
         tracing::info!(agent, available, "agent availability changed");
-        self.run_acd();
+        if available {
+            self.fill(a);
+        }
         true
     }
 
     // ---- interactions through ICWS --------------------------------------------------------
 
-    fn known(&self, id: &str) -> Result<&Interaction, IcwsError> {
-        self.interactions
-            .get(id)
-            .filter(|ix| !ix.lost)
+    fn known(&self, id: &str) -> Result<Seq, IcwsError> {
+        self.seq_of(id)
+            .filter(|&seq| self.ix(seq).is_some_and(|ix| !ix.lost))
             .ok_or_else(|| {
                 IcwsError::not_found(
                     "error.interaction.notFound",
@@ -976,9 +1083,12 @@ impl SiteState {
         id: &str,
         select: Option<Vec<String>>,
     ) -> Result<BTreeMap<String, String>, IcwsError> {
-        let ix = self.known(id)?;
+        let seq = self.known(id)?;
         let names = select.unwrap_or_else(|| vec!["Eic_CallId".to_owned()]);
-        Ok(select_attrs(&ix.attributes, &names))
+        Ok(self
+            .ix(seq)
+            .map(|ix| select_attrs(&ix.attributes, &names))
+            .unwrap_or_default())
     }
 
     /// `POST …/interactions/{id}`: appendMode 1 appends, 2 appends after a `|`, else overwrite.
@@ -988,11 +1098,11 @@ impl SiteState {
         attrs: Vec<(String, String)>,
         append_mode: Option<i64>,
     ) -> Result<(), IcwsError> {
-        self.known(id)?;
-        let Some(ix) = self.interactions.get_mut(id) else {
+        let seq = self.known(id)?;
+        let before = self.watched_view(seq);
+        let Some(ix) = self.ix_mut(seq) else {
             return Ok(());
         };
-        let before = ix.view();
         for (k, v) in attrs {
             let value = match (append_mode, attr(&ix.attributes, &k)) {
                 (Some(1), Some(old)) => format!("{old}{v}"),
@@ -1001,22 +1111,21 @@ impl SiteState {
             };
             set_attr(&mut ix.attributes, &k, value);
         }
-        let after = ix.view();
-        self.publish(id, Some(before), Some(after));
+        self.publish(seq, before);
         Ok(())
     }
 
     /// `POST …/interactions/{id}/disconnect`: state I, out of every queue. Disconnecting a
     /// disconnected interaction is a no-op.
     pub fn disconnect(&mut self, id: &str) -> Result<(), IcwsError> {
-        self.known(id)?;
-        let Some(ix) = self.interactions.get_mut(id) else {
+        let seq = self.known(id)?;
+        let before = self.watched_view(seq);
+        let Some(ix) = self.ix_mut(seq) else {
             return Ok(());
         };
         if ix.disconnected {
             return Ok(());
         }
-        let before = ix.view();
         ix.disconnected = true;
         set_attr(&mut ix.attributes, "Eic_State", "I".to_owned());
         set_attr(
@@ -1031,11 +1140,12 @@ impl SiteState {
         );
         let agent = ix.agent.clone();
         ix.record(HistoryEvent::Disconnected, agent);
-        let after = ix.view();
         self.counters.disconnects += 1;
         tracing::info!(interaction = %id, "interaction disconnected");
-        self.publish(id, Some(before), Some(after));
-        self.run_acd();
+        self.publish(seq, before);
+        if let Some(freed) = self.acd.remove(seq) {
+            self.fill(freed);
+        }
         Ok(())
     }
 
@@ -1066,8 +1176,9 @@ impl SiteState {
             self.drop_sessions(Some(old));
         }
         if !recovery {
+            // Everything created since the last such switchover (older ones are lost already).
             let mut lost = 0;
-            for ix in self.interactions.values_mut().filter(|ix| !ix.lost) {
+            for ix in self.interactions.iter_mut().skip(self.lost_upto) {
                 if ix.live() {
                     let agent = ix.agent.clone();
                     ix.record(HistoryEvent::Lost, agent);
@@ -1075,6 +1186,8 @@ impl SiteState {
                 }
                 ix.lost = true;
             }
+            self.lost_upto = self.interactions.len();
+            self.acd.clear();
             self.entries.clear();
             self.counters.interactions_lost += lost;
         }
@@ -1083,14 +1196,297 @@ impl SiteState {
     }
 
     pub fn interactions(&self) -> Vec<InteractionInfo> {
-        self.interactions.values().map(Interaction::info).collect()
+        self.interactions.iter().map(Interaction::info).collect()
     }
 
     pub fn live_interactions_for_case(&self, case_id: &str) -> Vec<InteractionInfo> {
-        self.interactions
-            .values()
-            .filter(|ix| ix.live() && ix.case_id == case_id)
+        self.by_case
+            .get(case_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|&seq| self.ix(seq))
+            .filter(|ix| ix.live())
             .map(Interaction::info)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site() -> SiteState {
+        SiteState::new(SiteSpec::demo())
+    }
+
+    fn session(st: &mut SiteState) -> String {
+        st.connect(Which::Primary, "sors", "sors", "en-us")
+            .map(|s| s.session_id)
+            .unwrap_or_default()
+    }
+
+    fn route(st: &mut SiteState, n: u32, workgroup: &str, skills: &str) -> String {
+        let data: Vec<String> = [
+            "1",
+            &format!("E{n}"),
+            &format!("500C{n}"),
+            "00001001",
+            workgroup,
+            skills,
+            "subject",
+            "jo@example.com",
+            "Jo",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        st.route_case(&data).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn agent_of(st: &SiteState, id: &str) -> Option<String> {
+        let seq = st.seq_of(id)?;
+        st.ix(seq)?.agent.clone()
+    }
+
+    fn load(st: &SiteState, agent: &str) -> usize {
+        st.acd
+            .agent(agent)
+            .map_or(0, |a| st.acd.agent_contents(a).count())
+    }
+
+    /// The ACD's queues agree with the interactions (recomputed by a full scan, test only).
+    fn consistent(st: &SiteState) {
+        for a in &st.spec.agents {
+            let scanned = st
+                .interactions
+                .iter()
+                .filter(|ix| ix.live() && ix.agent.as_deref() == Some(a.name.as_str()))
+                .count();
+            assert_eq!(load(st, &a.name), scanned, "load of {}", a.name);
+        }
+        for w in &st.spec.workgroups {
+            let scanned: Vec<Seq> = (1..=st.interactions.len() as Seq)
+                .filter(|&s| {
+                    st.ix(s)
+                        .is_some_and(|ix| ix.live() && ix.workgroup == w.name)
+                })
+                .collect();
+            let idx = st.acd.workgroup(&w.name).unwrap_or(usize::MAX);
+            let kept: Vec<Seq> = st.acd.workgroup_contents(idx).collect();
+            assert_eq!(kept, scanned, "contents of {}", w.name);
+        }
+        for (entry, &seq) in &st.entries {
+            assert_eq!(
+                st.ix(seq).map(|ix| ix.entry_id.as_str()),
+                Some(entry.as_str())
+            );
+        }
+    }
+
+    fn messages(st: &mut SiteState, sid: &str) -> Vec<Value> {
+        st.drain_messages(sid).0
+    }
+
+    fn queue_msgs(msgs: &[Value], sub: &str) -> usize {
+        msgs.iter()
+            .filter(|m| m["subscriptionId"] == sub && m["isDelta"] == true)
+            .count()
+    }
+
+    #[test]
+    fn acd_order_and_loads_after_assign_and_disconnect() {
+        let mut st = site();
+        let ids: Vec<String> = (1..=6)
+            .map(|n| route(&mut st, n, "Support_EN", "English"))
+            .collect();
+        let agents: Vec<Option<String>> = ids.iter().map(|id| agent_of(&st, id)).collect();
+        assert_eq!(
+            agents,
+            ["agent1", "agent2", "agent3", "agent4"]
+                .map(|a| Some(a.to_owned()))
+                .into_iter()
+                .chain([None, None])
+                .collect::<Vec<_>>()
+        );
+        consistent(&st);
+        // agent3 finishes: the oldest waiting (5th) goes to agent3, the 6th still waits.
+        assert!(st.disconnect(&ids[2]).is_ok());
+        assert_eq!(agent_of(&st, &ids[4]).as_deref(), Some("agent3"));
+        assert_eq!(agent_of(&st, &ids[5]), None);
+        assert_eq!(load(&st, "agent3"), 1);
+        consistent(&st);
+        // Disconnecting a waiting one frees nobody; disconnecting twice is a no-op.
+        assert!(st.disconnect(&ids[5]).is_ok());
+        assert!(st.disconnect(&ids[5]).is_ok());
+        assert_eq!(st.counters.disconnects, 2);
+        consistent(&st);
+        // An unavailable agent keeps theirs, gets nothing new until available again.
+        assert!(st.set_agent_available("agent1", false));
+        assert!(st.disconnect(&ids[0]).is_ok());
+        let seventh = route(&mut st, 7, "Support_EN", "English");
+        assert_eq!(agent_of(&st, &seventh), None, "everyone else is busy");
+        assert!(st.set_agent_available("agent1", true));
+        assert_eq!(agent_of(&st, &seventh).as_deref(), Some("agent1"));
+        assert!(!st.set_agent_available("nobody", true));
+        consistent(&st);
+        // Answer timers were scheduled for every assignment.
+        assert_eq!(st.take_pending_answers().len(), 6);
+    }
+
+    #[test]
+    fn skills_choose_the_agent_regardless_of_proficiency() {
+        let mut st = site();
+        let premium = route(&mut st, 1, "Support_EN", "English;Premium");
+        assert_eq!(agent_of(&st, &premium).as_deref(), Some("agent2"));
+        let french = route(&mut st, 2, "Support_FR", "French");
+        assert_eq!(agent_of(&st, &french).as_deref(), Some("agent3"));
+        // Billing: agent2 is a member without the skill and busy anyway; agent4 has it.
+        let billing = route(&mut st, 3, "Billing", "Billing");
+        assert_eq!(agent_of(&st, &billing).as_deref(), Some("agent4"));
+        // A second Premium one waits for agent2 although agent1 is free.
+        let premium2 = route(&mut st, 4, "Support_EN", "Premium");
+        assert_eq!(agent_of(&st, &premium2), None);
+        let plain = route(&mut st, 5, "Support_EN", "");
+        assert_eq!(agent_of(&st, &plain).as_deref(), Some("agent1"));
+        assert!(st.disconnect(&premium).is_ok());
+        assert_eq!(agent_of(&st, &premium2).as_deref(), Some("agent2"));
+        consistent(&st);
+    }
+
+    #[test]
+    fn switchover_without_recovery_empties_queues_and_loads() {
+        let mut st = site();
+        let first: Vec<String> = (1..=6)
+            .map(|n| route(&mut st, n, "Support_EN", "English"))
+            .collect();
+        assert!(st.disconnect(&first[0]).is_ok());
+        st.switchover(false);
+        for a in ["agent1", "agent2", "agent3", "agent4"] {
+            assert_eq!(load(&st, a), 0);
+        }
+        assert_eq!(
+            st.counters.interactions_lost, 5,
+            "the disconnected one was not live"
+        );
+        assert!(
+            st.known(&first[0]).is_err(),
+            "disconnected ones are unknown too"
+        );
+        assert!(st.entries.is_empty());
+        consistent(&st);
+        // The same entry again: a new interaction, assigned to the longest idle agent (agent1
+        // took the 5th when the 1st ended, so agent2).
+        let again = route(&mut st, 2, "Support_EN", "English");
+        assert_ne!(again, first[1]);
+        assert_eq!(agent_of(&st, &again).as_deref(), Some("agent2"));
+        st.switchover(false);
+        assert_eq!(st.counters.interactions_lost, 6);
+        let lost_entries = |id: &str| {
+            st.seq_of(id).and_then(|s| st.ix(s)).map_or(0, |ix| {
+                ix.history
+                    .iter()
+                    .filter(|h| h.event == HistoryEvent::Lost)
+                    .count()
+            })
+        };
+        assert_eq!(lost_entries(&first[1]), 1, "lost once, not again");
+        assert_eq!(lost_entries(&again), 1);
+        assert_eq!(lost_entries(&first[0]), 0);
+        consistent(&st);
+    }
+
+    #[test]
+    fn switchover_with_recovery_keeps_queues_and_loads() {
+        let mut st = site();
+        let ids: Vec<String> = (1..=5)
+            .map(|n| route(&mut st, n, "Support_EN", "English"))
+            .collect();
+        st.switchover(true);
+        assert_eq!(load(&st, "agent2"), 1);
+        assert!(st.disconnect(&ids[1]).is_ok());
+        assert_eq!(agent_of(&st, &ids[4]).as_deref(), Some("agent2"));
+        // The entry memory survived: a duplicate creates nothing.
+        assert_eq!(route(&mut st, 3, "Support_EN", "English"), ids[2]);
+        assert_eq!(st.counters.duplicates_suppressed, 1);
+        consistent(&st);
+    }
+
+    #[test]
+    fn queue_messages_go_only_to_the_watches_of_the_queues_involved() {
+        let mut st = site();
+        let (en, billing, user) = (session(&mut st), session(&mut st), session(&mut st));
+        let attrs = vec!["Eic_State".to_owned(), "Eic_UserName".to_owned()];
+        st.watch_queues(&en, "en", vec![(2, "Support_EN".into())], attrs.clone());
+        st.watch_queues(&billing, "bi", vec![(2, "Billing".into())], attrs.clone());
+        st.watch_queues(&user, "u", vec![(1, "agent1".into())], attrs.clone());
+        for sid in [&en, &billing, &user] {
+            assert_eq!(messages(&mut st, sid).len(), 1, "the snapshot");
+        }
+        let id = route(&mut st, 1, "Support_EN", "English");
+        let m = messages(&mut st, &en);
+        assert_eq!(queue_msgs(&m, "en"), 2, "added, then assigned: {m:?}");
+        assert!(messages(&mut st, &billing).is_empty());
+        let m = messages(&mut st, &user);
+        assert_eq!(queue_msgs(&m, "u"), 1, "added to agent1's queue: {m:?}");
+        assert_eq!(m[0]["interactionsAdded"][0]["interactionId"], id.as_str());
+        // A change touching no watched attribute sends nothing.
+        assert!(
+            st.set_attributes(&id, vec![("Custom".into(), "x".into())], None)
+                .is_ok()
+        );
+        assert!(messages(&mut st, &en).is_empty());
+        // A user-queue watch sees a snapshot of only what the agent holds.
+        st.watch_queues(
+            &user,
+            "u",
+            vec![(1, "agent1".into()), (1, "agent2".into())],
+            attrs,
+        );
+        let m = messages(&mut st, &user);
+        assert_eq!(m[0]["interactionsAdded"].as_array().map(Vec::len), Some(1));
+        // Replaced, unwatched and logged-out watches leave nothing behind in the index.
+        assert!(st.watchers.contains_key(&(1, "agent2".to_owned())));
+        st.unwatch_queues(&user, "u");
+        st.logout(&en);
+        st.drop_sessions(None);
+        assert!(st.watchers.is_empty(), "{:?}", st.watchers.keys());
+        assert!(st.result_watchers.is_empty());
+    }
+
+    #[test]
+    fn results_go_to_result_subscribers_only() {
+        let mut st = site();
+        let (a, b) = (session(&mut st), session(&mut st));
+        st.set_handler_subs(&a, vec![(OBJECT_ID.into(), vec![EVENT_RESULT.into()])]);
+        st.set_handler_subs(&b, vec![(OBJECT_ID.into(), vec!["Other".into()])]);
+        st.handler_notification(OBJECT_ID, EVENT_ROUTE, vec!["1".into()]);
+        assert_eq!(messages(&mut st, &a).len(), 1);
+        assert!(messages(&mut st, &b).is_empty());
+        st.set_handler_subs(&a, Vec::new());
+        assert!(st.result_watchers.is_empty());
+    }
+
+    #[test]
+    fn ids_are_looked_up_exactly_and_cases_by_index() {
+        let mut st = site();
+        let id = route(&mut st, 1, "Support_EN", "English");
+        assert_eq!(id, "1001000001");
+        assert!(st.known(&id).is_ok());
+        for bad in [
+            "01001000001",
+            "+1001000001",
+            "1001000002",
+            "1001000000",
+            "x",
+            "",
+        ] {
+            assert!(st.known(bad).is_err(), "{bad}");
+        }
+        route(&mut st, 2, "Support_EN", "English");
+        assert_eq!(st.live_interactions_for_case("500C1").len(), 1);
+        assert!(st.disconnect(&id).is_ok());
+        assert!(st.live_interactions_for_case("500C1").is_empty());
+        assert_eq!(st.live_interactions_for_case("500C2").len(), 1);
+        assert!(st.live_interactions_for_case("nope").is_empty());
     }
 }

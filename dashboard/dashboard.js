@@ -676,7 +676,7 @@
     let seen = false;
     const times = reasons.map((r) => r.since).filter((t) => t !== null);
     if (level !== 'up' && times.length) since = Math.min(...times);
-    if (since === null && m.hist && m.hist.transitions.length) {
+    if (since === null && level === hb.status && m.hist && m.hist.transitions.length) {
       const last = m.hist.transitions[m.hist.transitions.length - 1];
       if (last.status === hb.status) since = time(last.at);
     }
@@ -774,8 +774,8 @@
     const total = {};
     const children = segs.map((s) => {
       total[s.level] = (total[s.level] || 0) + (s.to - s.from);
-      const x = ((s.from - from) / DAY) * 1440;
       const w = Math.max(((s.to - s.from) / DAY) * 1440, s.level === 'degraded' || s.level === 'down' ? 3 : 0.6);
+      const x = Math.min(((s.from - from) / DAY) * 1440, 1440 - w);
       return svg(
         'rect',
         { class: `seg-${s.level}`, x: x.toFixed(2), y: 0, width: w.toFixed(2), height },
@@ -1013,7 +1013,8 @@
     const meta = r.status.querySelector('.status-meta');
     if (!meta) return;
     const bits = [];
-    if (d.since !== null && d.level !== 'unknown') bits.push(`for ${fmtDur(m.now() - d.since)} (since ${fmtWhen(d.since, m.now())})${d.seen ? ' as seen here' : ''}`);
+    if (m.error && !m.hbAt) bits.push(`no answer since ${fmtWhen(d.since, m.now())}, when this page began polling it`);
+    else if (d.since !== null && d.level !== 'unknown') bits.push(d.seen ? `for at least ${fmtDur(m.now() - d.since)} (seen since ${fmtWhen(d.since, m.now())})` : `for ${fmtDur(m.now() - d.since)} (since ${fmtWhen(d.since, m.now())})`);
     if (d.detail) bits.push(d.detail);
     if (d.level === 'degraded' && d.reasons.length > 1) bits.push(`+${d.reasons.length - 1} more`);
     if (m.error && m.nextAt && !m.busy) bits.push(`next try in ${fmtDur(Math.max(0, m.nextAt - Date.now()) + 999)}`);

@@ -47,8 +47,8 @@ export async function launch() {
  * Returns the page; `page.cspViolations` collects Content-Security-Policy violations and
  * `page.errors` uncaught page errors.
  */
-export async function openDashboard(browser, url, { config, width = 1280, height = 800, colorScheme = 'dark' } = {}) {
-  const context = await browser.createBrowserContext();
+export async function openDashboard(browser, url, { config, width = 1280, height = 800, colorScheme = 'dark', downloadPath } = {}) {
+  const context = await browser.createBrowserContext(downloadPath ? { downloadBehavior: { policy: 'allow', downloadPath } } : {});
   const page = await context.newPage();
   page.cspViolations = [];
   page.errors = [];

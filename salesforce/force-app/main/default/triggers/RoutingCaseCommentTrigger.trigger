@@ -1,0 +1,3 @@
+trigger RoutingCaseCommentTrigger on CaseComment (after insert) {
+    new CaseCommentRoutingHandler().run();
+}

@@ -1,0 +1,3 @@
+trigger RoutingCaseTrigger on Case (after insert, after update) {
+    new CaseRoutingHandler().run();
+}

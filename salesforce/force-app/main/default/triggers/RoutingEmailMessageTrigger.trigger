@@ -1,0 +1,3 @@
+trigger RoutingEmailMessageTrigger on EmailMessage (after insert) {
+    new EmailMessageRoutingHandler().run();
+}

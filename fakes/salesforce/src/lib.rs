@@ -14,6 +14,7 @@ mod rest;
 pub mod schema;
 pub mod soql;
 mod spec;
+mod store;
 pub mod trigger;
 
 use std::net::SocketAddr;

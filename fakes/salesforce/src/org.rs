@@ -3,11 +3,17 @@
 //! goes through [`Org::create`], [`Org::update`] or [`Org::delete`], which run the routing
 //! trigger and evaluate PushTopics. Streaming side effects are returned as [`Effect`]s, to be
 //! applied after the lock is released.
+//!
+//! Nothing on a write or a query path looks at every record: records live in an indexed
+//! [`Store`], the trigger finds a case's last row through the `Case__c` index, PushTopics are
+//! compiled once per change of a PushTopic, and queries read only the records their WHERE can
+//! match (see [`Store::candidates`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use serde::Serialize;
@@ -22,6 +28,7 @@ use crate::schema::{
 };
 use crate::soql::{self, Query, SValue};
 use crate::spec::{OAuthClientSpec, OrgSpec};
+use crate::store::Store;
 use crate::trigger::{self, CaseView, Change, LastRow, Monitored};
 
 /// The API version used for record URLs when no request gave one.
@@ -175,9 +182,25 @@ struct Session {
     last_used: Instant,
 }
 
+/// A query cursor: the matching records as they were when the query ran (immutable
+/// snapshots), rendered page by page.
 struct Locator {
-    records: Vec<Value>,
+    records: Vec<Arc<Record>>,
+    fields: Vec<String>,
+    version: String,
     batch: usize,
+}
+
+/// A PushTopic, parsed and bound once (rebuilt when any PushTopic changes).
+struct Topic {
+    channel: String,
+    object: &'static str,
+    query: Query,
+    notify_for_fields: String,
+    create: bool,
+    update: bool,
+    delete: bool,
+    undelete: bool,
 }
 
 /// One page of a query result.
@@ -214,9 +237,13 @@ pub struct Org {
     pub sandbox: bool,
     pub daily_api_requests: u64,
     pub allow_username_password_flow: bool,
-    records: BTreeMap<String, Record>,
+    store: Store,
     next_number: HashMap<&'static str, u64>,
     seq: u64,
+    /// What an all-or-none operation restores besides the records.
+    txn: Option<(HashMap<&'static str, u64>, u64)>,
+    /// Active PushTopics, compiled for the store's `topics_version`.
+    topics: Option<(u64, Arc<Vec<Topic>>)>,
     last_time: DateTime<Utc>,
     credentials: Vec<Credentials>,
     clients: Vec<OAuthClientSpec>,
@@ -279,9 +306,11 @@ impl Org {
             sandbox: spec.sandbox,
             daily_api_requests: spec.daily_api_requests,
             allow_username_password_flow: spec.allow_username_password_flow,
-            records: BTreeMap::new(),
+            store: Store::default(),
             next_number: HashMap::new(),
             seq: 0,
+            txn: None,
+            topics: None,
             last_time: DateTime::<Utc>::MIN_UTC,
             credentials: Vec::new(),
             clients: spec.oauth_clients.clone(),
@@ -309,9 +338,11 @@ impl Org {
             if admin.is_none() {
                 admin = Some(id.clone());
                 // The first user created itself.
-                if let Some(r) = org.records.get_mut(&id) {
+                if let Some(r) = org.store.by_id(&id) {
+                    let mut r = Record::clone(r);
                     r.fields.insert("CreatedById", json!(id));
                     r.fields.insert("LastModifiedById", json!(id));
+                    org.store.replace(r);
                 }
             }
             org.credentials.push(Credentials {
@@ -345,9 +376,13 @@ impl Org {
         self.org_id.get(..15).unwrap_or(&self.org_id)
     }
 
-    /// Strictly increasing timestamps, so `CreatedDate` orders records.
+    /// Strictly increasing timestamps at the millisecond precision they are stored with, so
+    /// `CreatedDate` orders records (no two records share one).
     fn now(&mut self) -> DateTime<Utc> {
         let now = Utc::now();
+        let now = now
+            .with_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
+            .unwrap_or(now);
         let t = if now > self.last_time {
             now
         } else {
@@ -367,8 +402,8 @@ impl Org {
             .find(|c| c.username.eq_ignore_ascii_case(username) && c.login_password == password)?;
         let user_id = cred.user_id.clone();
         let active = self
-            .records
-            .get(&user_id)
+            .store
+            .by_id(&user_id)
             .is_some_and(|u| u.bool("IsActive") && !u.deleted);
         active.then(|| (self.new_session(&user_id), user_id))
     }
@@ -447,7 +482,7 @@ impl Org {
     }
 
     pub fn record(&self, id: &str) -> Option<&Record> {
-        self.records.get(id)
+        self.store.by_id(id).map(|r| &**r)
     }
 
     // ------------------------------------------------------------ counters and faults
@@ -497,15 +532,10 @@ impl Org {
         self.sessions.clear();
         self.locators.clear();
         self.locator_order.clear();
-        let topics: Vec<String> = self
-            .records
-            .iter()
-            .filter(|(_, r)| r.object.name == PUSHTOPIC_OBJ)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let topics: Vec<u64> = self.store.all(PUSHTOPIC_OBJ).map(|r| r.seq).collect();
         let mut effects = Vec::new();
-        for id in topics {
-            if let Some(r) = self.records.remove(&id) {
+        for seq in topics {
+            if let Some(r) = self.store.remove(seq) {
                 effects.push(Effect::ClearChannel(format!(
                     "/topic/{}",
                     r.str("Name").unwrap_or_default()
@@ -519,9 +549,8 @@ impl Org {
         let mut objects = Map::new();
         for obj in schema::OBJECTS {
             let recs: Vec<Value> = self
-                .records
-                .values()
-                .filter(|r| r.object.name == obj.name)
+                .store
+                .all(obj.name)
                 .map(|r| {
                     let mut v = r.to_json(None, DEFAULT_VERSION);
                     if let Some(m) = v.as_object_mut() {
@@ -553,42 +582,93 @@ impl Org {
     ) -> Result<QueryPage, ApiError> {
         let mut q = soql::parse(text)?;
         let obj = q.bind()?;
-        let mut found: Vec<&Record> = self
-            .records
-            .values()
-            .filter(|r| r.object.name == obj.name && !r.deleted)
-            .filter(|r| q.matches(&|f| r.svalue(f)))
-            .collect();
-        found.sort_by(|a, b| {
-            q.compare(&|f| a.svalue(f), &|f| b.svalue(f))
-                .then(a.seq.cmp(&b.seq))
-        });
-        if let Some(limit) = q.limit {
-            found.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        }
-        let all: Vec<Value> = found
-            .iter()
-            .map(|r| r.to_json(Some(&q.fields), version))
-            .collect();
-        Ok(self.page(all, version, batch))
+        let found = self.select(obj, &q);
+        Ok(self.page(found, q.fields, version, batch))
     }
 
-    fn page(&mut self, all: Vec<Value>, version: &str, batch: usize) -> QueryPage {
-        let total_size = all.len();
+    /// The live records matching a bound query, in ORDER BY order (ties: creation order), at
+    /// most LIMIT of them. Only the records the WHERE can match are read; ordering by
+    /// `CreatedDate` first is creation order (it is unique and grows with every record), so
+    /// it needs no sort and a LIMIT stops early.
+    fn select(&self, obj: &'static ObjectDef, q: &Query) -> Vec<Arc<Record>> {
+        let limit = q
+            .limit
+            .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+        let candidates = self.store.candidates(obj.name, q.filter.as_ref());
+        let matching = |seq: &u64| {
+            self.store
+                .get(*seq)
+                .filter(|r| r.object.name == obj.name && !r.deleted)
+                .filter(|r| q.matches(&|f| r.svalue(f)))
+        };
+        match q.order_by.first() {
+            None => candidates
+                .iter()
+                .filter_map(matching)
+                .take(limit)
+                .cloned()
+                .collect(),
+            Some(o) if o.field == "CreatedDate" && !o.descending => candidates
+                .iter()
+                .filter_map(matching)
+                .take(limit)
+                .cloned()
+                .collect(),
+            Some(o) if o.field == "CreatedDate" => candidates
+                .iter()
+                .rev()
+                .filter_map(matching)
+                .take(limit)
+                .cloned()
+                .collect(),
+            Some(_) => {
+                let mut keyed: Vec<(Vec<SValue>, &Arc<Record>)> = candidates
+                    .iter()
+                    .filter_map(matching)
+                    .map(|r| (q.sort_key(&|f| r.svalue(f)), r))
+                    .collect();
+                let order = |a: &(Vec<SValue>, &Arc<Record>), b: &(Vec<SValue>, &Arc<Record>)| {
+                    q.compare_keys(&a.0, &b.0).then(a.1.seq.cmp(&b.1.seq))
+                };
+                if limit < keyed.len() {
+                    keyed.select_nth_unstable_by(limit, order);
+                    keyed.truncate(limit);
+                }
+                keyed.sort_by(order);
+                keyed.into_iter().map(|(_, r)| r.clone()).collect()
+            }
+        }
+    }
+
+    fn page(
+        &mut self,
+        found: Vec<Arc<Record>>,
+        fields: Vec<String>,
+        version: &str,
+        batch: usize,
+    ) -> QueryPage {
+        let total_size = found.len();
+        let render = |recs: &[Arc<Record>]| -> Vec<Value> {
+            recs.iter()
+                .map(|r| r.to_json(Some(&fields), version))
+                .collect()
+        };
         if total_size <= batch {
             return QueryPage {
                 total_size,
-                records: all,
+                records: render(&found),
                 next_records_url: None,
             };
         }
-        let first: Vec<Value> = all.iter().take(batch).cloned().collect();
+        let first = render(found.get(..batch).unwrap_or_default());
         let locator = format!("01g{POD}{}", random_alnum(9));
         let next = format!("/services/data/{version}/query/{locator}-{batch}");
         self.locators.insert(
             locator.clone(),
             Locator {
-                records: all,
+                records: found,
+                fields,
+                version: version.to_owned(),
                 batch,
             },
         );
@@ -605,23 +685,23 @@ impl Org {
         }
     }
 
-    /// The page at `{locator}-{offset}`.
+    /// The page at `{locator}-{offset}`: rendered from the snapshot the query took.
     pub fn query_more(&self, locator_offset: &str, version: &str) -> Result<QueryPage, ApiError> {
         let bad = || ApiError::new(400, "INVALID_QUERY_LOCATOR", "invalid query locator");
         let (locator, offset) = locator_offset.rsplit_once('-').ok_or_else(bad)?;
         let offset: usize = offset.parse().map_err(|_| bad())?;
         let loc = self.locators.get(locator).ok_or_else(bad)?;
         let total_size = loc.records.len();
+        if offset >= total_size {
+            return Err(bad());
+        }
         let records: Vec<Value> = loc
             .records
             .iter()
             .skip(offset)
             .take(loc.batch)
-            .cloned()
+            .map(|r| r.to_json(Some(&loc.fields), &loc.version))
             .collect();
-        if offset >= total_size {
-            return Err(bad());
-        }
         let end = offset + records.len();
         Ok(QueryPage {
             total_size,
@@ -635,7 +715,7 @@ impl Org {
     pub fn get(&self, object: &str, id: &str, version: &str) -> Result<Value, ApiError> {
         let obj = rest_object(object)?;
         let id = ids::normalize(id).ok_or_else(ApiError::not_found)?;
-        match self.records.get(&id) {
+        match self.store.by_id(&id) {
             Some(r) if r.object.name == obj.name && !r.deleted => Ok(r.to_json(None, version)),
             _ => Err(ApiError::not_found()),
         }
@@ -709,7 +789,7 @@ impl Org {
             deleted: false,
         };
         let mut effects = self.pushtopic_effects(&record, EventType::Created, None);
-        self.records.insert(id.clone(), record);
+        self.store.insert(record);
         effects.extend(self.after_insert(obj, &id, user_id)?);
         Ok((id, effects))
     }
@@ -726,8 +806,8 @@ impl Org {
         let (obj, id) = self.locate(object, id)?;
         let given = self.convert_input(obj, input, false, false)?;
         let old = self
-            .records
-            .get(&id)
+            .store
+            .by_id(&id)
             .cloned()
             .ok_or_else(ApiError::not_found)?;
         let mut fields = old.fields.clone();
@@ -764,7 +844,7 @@ impl Org {
         fields.insert("LastModifiedById", json!(user_id));
         let record = Record {
             fields,
-            ..old.clone()
+            ..Record::clone(&old)
         };
         let mut effects = self.pushtopic_effects(&record, EventType::Updated, Some(&changed));
         if obj.name == PUSHTOPIC_OBJ {
@@ -774,7 +854,7 @@ impl Org {
                 effects.push(Effect::ClearChannel(format!("/topic/{old_name}")));
             }
         }
-        self.records.insert(id.clone(), record);
+        self.store.replace(record);
         if obj.name == CASE_OBJ {
             effects.extend(self.after_case_update(&old, &id, user_id)?);
         }
@@ -784,28 +864,41 @@ impl Org {
     pub fn delete(&mut self, object: &str, id: &str) -> Result<Vec<Effect>, ApiError> {
         let (obj, id) = self.locate(Some(object), id)?;
         let mut effects = Vec::new();
-        if let Some(r) = self.records.get(&id) {
-            effects = self.pushtopic_effects(r, EventType::Deleted, None);
+        if let Some(r) = self.store.by_id(&id).cloned() {
+            effects = self.pushtopic_effects(&r, EventType::Deleted, None);
             if obj.name == PUSHTOPIC_OBJ {
                 effects.push(Effect::ClearChannel(format!(
                     "/topic/{}",
                     r.str("Name").unwrap_or_default()
                 )));
             }
-        }
-        if let Some(r) = self.records.get_mut(&id) {
-            r.deleted = true;
+            self.store.replace(Record {
+                deleted: true,
+                ..Record::clone(&r)
+            });
         }
         Ok(effects)
     }
 
-    /// Snapshot for all-or-none operations.
-    pub fn snapshot(&self) -> (BTreeMap<String, Record>, HashMap<&'static str, u64>, u64) {
-        (self.records.clone(), self.next_number.clone(), self.seq)
+    /// Starts an all-or-none operation: [`Org::rollback`] undoes every write since.
+    pub fn begin(&mut self) {
+        self.store.begin();
+        self.txn = Some((self.next_number.clone(), self.seq));
     }
 
-    pub fn restore(&mut self, snap: (BTreeMap<String, Record>, HashMap<&'static str, u64>, u64)) {
-        (self.records, self.next_number, self.seq) = snap;
+    /// Keeps the writes of the all-or-none operation.
+    pub fn commit(&mut self) {
+        self.store.commit();
+        self.txn = None;
+    }
+
+    /// Undoes every write since [`Org::begin`] (numbering included), newest first.
+    pub fn rollback(&mut self) {
+        self.store.rollback();
+        if let Some((next_number, seq)) = self.txn.take() {
+            self.next_number = next_number;
+            self.seq = seq;
+        }
     }
 
     /// The live record to write: the id must exist and belong to `object` when one is given.
@@ -819,7 +912,7 @@ impl Org {
             Some(_) => ApiError::not_found(),
             None => ApiError::new(400, "MALFORMED_ID", format!("malformed id {id}")),
         })?;
-        let r = self.records.get(&id).ok_or_else(ApiError::not_found)?;
+        let r = self.store.by_id(&id).ok_or_else(ApiError::not_found)?;
         if path_obj.is_some_and(|o| o.name != r.object.name) {
             return Err(ApiError::not_found());
         }
@@ -926,8 +1019,8 @@ impl Org {
                 })?;
                 if let FieldType::Reference(targets) = def.ty {
                     let ok = self
-                        .records
-                        .get(&id)
+                        .store
+                        .by_id(&id)
                         .is_some_and(|r| !r.deleted && targets.contains(&r.object.name));
                     if !ok {
                         return Err(ApiError::new(
@@ -997,11 +1090,7 @@ impl Org {
                 .unwrap_or_default()
                 .to_owned()
         };
-        let others = |name: &'static str| {
-            self.records
-                .values()
-                .filter(move |r| r.object.name == name && !r.deleted && Some(r.id()) != id)
-        };
+        let others = |name: &'static str| self.store.live(name).filter(move |r| Some(r.id()) != id);
         match obj.name {
             USER_OBJ => {
                 let username = text(fields, "Username");
@@ -1044,9 +1133,9 @@ impl Org {
                 // Trigger (before save): Queue_Id__c from the queue name, case-sensitive.
                 let name = text(fields, "Salesforce_Queue_Name__c");
                 let queue = self
-                    .records
-                    .values()
-                    .find(|r| r.object.name == GROUP_OBJ && !r.deleted && r.str("Type") == Some("Queue") && r.str("Name") == Some(name.as_str()))
+                    .store
+                    .live(GROUP_OBJ)
+                    .find(|r| r.str("Type") == Some("Queue") && r.str("Name") == Some(name.as_str()))
                     .map(|r| r.id().to_owned())
                     .ok_or_else(|| {
                         ApiError::new(400, "FIELD_CUSTOM_VALIDATION_EXCEPTION", format!("Salesforce_Queue_Name__c: there is no queue named '{name}' (names are case-sensitive)"))
@@ -1098,13 +1187,7 @@ impl Org {
 
     fn monitored(&self) -> Monitored {
         let mut m = Monitored::new();
-        let mut maps: Vec<&Record> = self
-            .records
-            .values()
-            .filter(|r| r.object.name == MAPPING_OBJ && !r.deleted)
-            .collect();
-        maps.sort_by_key(|r| r.seq);
-        for r in maps {
+        for r in self.store.live(MAPPING_OBJ) {
             if let (Some(q), Some(w)) = (r.str("Queue_Id__c"), r.str("CIC_Workgroup_Name__c")) {
                 if !q.is_empty() {
                     m.entry(q.to_owned()).or_insert_with(|| w.to_owned());
@@ -1114,11 +1197,19 @@ impl Org {
         m
     }
 
+    /// The case's newest routing row, through the `Case__c` index.
     fn last_row(&self, case_id: &str) -> Option<LastRow> {
-        self.records
-            .values()
-            .filter(|r| r.object.name == ROW_OBJ && !r.deleted && r.str("Case__c") == Some(case_id))
-            .max_by_key(|r| r.seq)
+        let by_case = soql::Expr::Cmp {
+            field: "Case__c".to_owned(),
+            op: soql::CmpOp::Eq,
+            value: SValue::Str(case_id.to_owned()),
+        };
+        self.store
+            .candidates(ROW_OBJ, Some(&by_case))
+            .iter()
+            .rev()
+            .filter_map(|&seq| self.store.get(seq))
+            .find(|r| !r.deleted && r.str("Case__c") == Some(case_id))
             .map(|r| LastRow {
                 queue_id: r.str("Salesforce_Queue_Id__c").map(str::to_owned),
                 workgroup: r.str("Workgroup__c").map(str::to_owned),
@@ -1126,7 +1217,7 @@ impl Org {
     }
 
     fn case_view(&self, case_id: &str) -> Option<CaseView> {
-        self.records.get(case_id).map(case_view)
+        self.store.by_id(case_id).map(|r| case_view(r))
     }
 
     fn after_insert(
@@ -1136,7 +1227,7 @@ impl Org {
         user_id: &str,
     ) -> Result<Vec<Effect>, ApiError> {
         let (case_id, rows) = {
-            let Some(rec) = self.records.get(id) else {
+            let Some(rec) = self.store.by_id(id) else {
                 return Ok(Vec::new());
             };
             match obj.name {
@@ -1205,7 +1296,7 @@ impl Org {
     ) -> Result<Vec<Effect>, ApiError> {
         let mut effects = Vec::new();
         for row in rows {
-            let Some(case) = self.records.get(case_id) else {
+            let Some(case) = self.store.by_id(case_id) else {
                 break;
             };
             let copy = |f: &str| case.fields.get(f).cloned().unwrap_or(Value::Null);
@@ -1232,59 +1323,81 @@ impl Org {
 
     /// Is there an active PushTopic with this name (the streaming channel check)?
     pub fn active_topic(&self, name: &str) -> bool {
-        self.records.values().any(|r| {
-            r.object.name == PUSHTOPIC_OBJ
-                && !r.deleted
-                && r.bool("IsActive")
-                && r.str("Name") == Some(name)
-        })
+        self.store
+            .live(PUSHTOPIC_OBJ)
+            .any(|r| r.bool("IsActive") && r.str("Name") == Some(name))
+    }
+
+    /// The active PushTopics with a usable query, in creation order; parsed once per change
+    /// of any PushTopic.
+    fn compiled_topics(&mut self) -> Arc<Vec<Topic>> {
+        let version = self.store.topics_version();
+        if let Some((v, topics)) = &self.topics
+            && *v == version
+        {
+            return topics.clone();
+        }
+        let topics: Vec<Topic> = self
+            .store
+            .live(PUSHTOPIC_OBJ)
+            .filter(|t| t.bool("IsActive"))
+            .filter_map(|t| {
+                let mut query = soql::parse(t.str("Query").unwrap_or_default()).ok()?;
+                let object = query.bind().ok()?.name;
+                Some(Topic {
+                    channel: format!("/topic/{}", t.str("Name").unwrap_or_default()),
+                    object,
+                    query,
+                    notify_for_fields: t.str("NotifyForFields").unwrap_or("Referenced").to_owned(),
+                    create: t.bool("NotifyForOperationCreate"),
+                    update: t.bool("NotifyForOperationUpdate"),
+                    delete: t.bool("NotifyForOperationDelete"),
+                    undelete: t.bool("NotifyForOperationUndelete"),
+                })
+            })
+            .collect();
+        let topics = Arc::new(topics);
+        self.topics = Some((version, topics.clone()));
+        topics
     }
 
     fn pushtopic_effects(
-        &self,
+        &mut self,
         rec: &Record,
         op: EventType,
         changed: Option<&BTreeSet<&'static str>>,
     ) -> Vec<Effect> {
         let mut out = Vec::new();
-        for topic in self.records.values() {
-            if topic.object.name != PUSHTOPIC_OBJ || topic.deleted || !topic.bool("IsActive") {
+        for topic in self.compiled_topics().iter() {
+            if topic.object != rec.object.name {
                 continue;
             }
-            let flag = match op {
-                EventType::Created => "NotifyForOperationCreate",
-                EventType::Updated => "NotifyForOperationUpdate",
-                EventType::Deleted => "NotifyForOperationDelete",
-                EventType::Undeleted => "NotifyForOperationUndelete",
+            let on = match op {
+                EventType::Created => topic.create,
+                EventType::Updated => topic.update,
+                EventType::Deleted => topic.delete,
+                EventType::Undeleted => topic.undelete,
             };
-            if !topic.bool(flag) {
+            if !on {
                 continue;
             }
-            let Ok(mut q) = soql::parse(topic.str("Query").unwrap_or_default()) else {
-                continue;
-            };
-            let Ok(obj) = q.bind() else { continue };
-            if obj.name != rec.object.name {
+            if let Some(changed) = changed
+                && !fields_trigger(&topic.notify_for_fields, &topic.query, changed)
+            {
                 continue;
             }
-            if let Some(changed) = changed {
-                let mode = topic.str("NotifyForFields").unwrap_or("Referenced");
-                if !fields_trigger(mode, &q, changed) {
-                    continue;
-                }
-            }
-            if !q.matches(&|f| rec.svalue(f)) {
+            if !topic.query.matches(&|f| rec.svalue(f)) {
                 continue;
             }
             let mut sobject = Map::new();
-            for f in &q.fields {
+            for f in &topic.query.fields {
                 sobject.insert(
                     f.clone(),
                     rec.fields.get(f.as_str()).cloned().unwrap_or(Value::Null),
                 );
             }
             out.push(Effect::Publish {
-                channel: format!("/topic/{}", topic.str("Name").unwrap_or_default()),
+                channel: topic.channel.clone(),
                 event_type: op,
                 sobject: Value::Object(sobject),
             });
@@ -1681,11 +1794,9 @@ mod tests {
             .err();
         assert_eq!(e.map(|e| e.code), Some("DUPLICATE_VALUE".to_owned()));
         let billing_map = org
-            .records
-            .values()
-            .find(|r| {
-                r.object.name == MAPPING_OBJ && r.str("CIC_Workgroup_Name__c") == Some("Billing")
-            })
+            .store
+            .live(MAPPING_OBJ)
+            .find(|r| r.str("CIC_Workgroup_Name__c") == Some("Billing"))
             .map(|r| r.id().to_owned())
             .unwrap_or_default();
         org.delete(MAPPING_OBJ, &billing_map)
@@ -1942,5 +2053,312 @@ mod tests {
         let old = org.org_id.clone();
         org.sandbox_refresh();
         assert_ne!(org.org_id, old);
+    }
+
+    /// The org's query path (indexes, creation-order shortcut, partial sort) against a plain
+    /// scan of every record with the full ORDER BY sort.
+    fn naive(org: &Org, soql_text: &str) -> Vec<String> {
+        let mut q = soql::parse(soql_text).unwrap_or_else(|e| panic!("{e}"));
+        let obj = q.bind().unwrap_or_else(|e| panic!("{e}"));
+        let mut found: Vec<&Arc<Record>> = org
+            .store
+            .live(obj.name)
+            .filter(|r| q.matches(&|f| r.svalue(f)))
+            .collect();
+        found.sort_by(|a, b| {
+            q.compare(&|f| a.svalue(f), &|f| b.svalue(f))
+                .then(a.seq.cmp(&b.seq))
+        });
+        if let Some(l) = q.limit {
+            found.truncate(usize::try_from(l).unwrap_or(usize::MAX));
+        }
+        found.iter().map(|r| r.id().to_owned()).collect()
+    }
+
+    fn ids(page: &QueryPage) -> Vec<String> {
+        page.records
+            .iter()
+            .map(|r| r["Id"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// A demo org with cases in two queues, rows in every status, comments, a deleted row.
+    fn busy_org() -> (Org, String, Vec<String>) {
+        let (mut org, router) = demo();
+        let agent = org
+            .user_id_by_username("agent1@sors.demo")
+            .unwrap_or_default();
+        let (en, fr) = (queue(&mut org, "Support EN"), queue(&mut org, "Support FR"));
+        let mut cases = Vec::new();
+        for i in 0..40 {
+            let owner = if i % 3 == 0 { &fr } else { &en };
+            let subject = format!("{} case {i}", ["alpha", "Beta", "gamma"][i % 3]);
+            let (c, _) = org
+                .create(
+                    &agent,
+                    CASE_OBJ,
+                    &json!({"OwnerId": owner, "Subject": subject}),
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+            if i % 4 == 0 {
+                org.create(
+                    &router,
+                    COMMENT_OBJ,
+                    &json!({"ParentId": c, "CommentBody": "x"}),
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+            }
+            cases.push(c);
+        }
+        let all = naive(&org, "SELECT Id FROM Object_Routing_Queue__c");
+        for (i, row) in all.iter().enumerate() {
+            let change = match i % 5 {
+                0 => json!({"Status__c": "Processed", "Attempts__c": 1.0}),
+                1 => json!({"Status__c": "Processing"}),
+                2 => json!({"Status__c": "Failed", "Error__c": "boom", "Attempts__c": 3.0}),
+                3 => json!({"Status__c": null}),
+                _ => json!({}),
+            };
+            org.update(&router, Some(ROW_OBJ), row, &change)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        org.delete(ROW_OBJ, &all[4])
+            .unwrap_or_else(|e| panic!("{e}"));
+        (org, router, cases)
+    }
+
+    #[test]
+    fn indexed_queries_return_what_a_full_scan_returns() {
+        let (mut org, _, cases) = busy_org();
+        let (c0, c1, c2) = (&cases[0], &cases[1], &cases[2]);
+        let rows = naive(&org, "SELECT Id FROM Object_Routing_Queue__c");
+        let (r0, r5) = (&rows[0], &rows[5]);
+        let queries = [
+            "SELECT Id FROM Object_Routing_Queue__c WHERE Status__c = 'New'".to_owned(),
+            "SELECT Id FROM Object_Routing_Queue__c WHERE Status__c = 'new' ORDER BY CreatedDate DESC LIMIT 3".to_owned(),
+            "SELECT Id FROM Object_Routing_Queue__c WHERE Status__c IN ('New', 'Processing') ORDER BY CreatedDate, Id".to_owned(),
+            "SELECT Id FROM Object_Routing_Queue__c WHERE Status__c = null".to_owned(),
+            "SELECT Id FROM Object_Routing_Queue__c WHERE Status__c != 'New' ORDER BY Status__c DESC, Attempts__c LIMIT 7".to_owned(),
+            "SELECT Id FROM Object_Routing_Queue__c WHERE Status__c = 'Processed' ORDER BY Id DESC LIMIT 5".to_owned(),
+            "SELECT Id FROM Object_Routing_Queue__c ORDER BY Error__c NULLS LAST, Event__c DESC".to_owned(),
+            "SELECT Id FROM Object_Routing_Queue__c ORDER BY LastModifiedDate DESC LIMIT 4".to_owned(),
+            format!("SELECT Id FROM Object_Routing_Queue__c WHERE Case__c IN ('{c0}', '{c1}', '{c2}') AND Status__c IN ('New', 'Processing') ORDER BY CreatedDate, Id"),
+            format!("SELECT Id FROM Object_Routing_Queue__c WHERE Case__c = '{}' OR Status__c = 'Failed'", &c0[..15]),
+            format!("SELECT Id FROM Object_Routing_Queue__c WHERE Id IN ('{r0}', '{r5}', '{}')", r5.to_lowercase()),
+            format!("SELECT Id FROM Object_Routing_Queue__c WHERE (Case__c = '{c1}' OR Attempts__c > 1) AND Status__c != 'Failed'"),
+            "SELECT Id FROM Object_Routing_Queue__c WHERE Attempts__c >= 1 LIMIT 2".to_owned(),
+            "SELECT Id FROM Case WHERE Subject LIKE 'b%' ORDER BY Subject, CreatedDate DESC".to_owned(),
+            format!("SELECT Id FROM Case WHERE Id = '{c2}' OR Subject = 'GAMMA case 2'"),
+            format!("SELECT Id FROM CaseComment WHERE ParentId IN ('{c0}', '{c1}')"),
+            "SELECT Id FROM Object_Routing_Queue__c LIMIT 0".to_owned(),
+        ];
+        for q in &queries {
+            let expected = naive(&org, q);
+            let got = org
+                .query(q, DEFAULT_VERSION, 2000)
+                .unwrap_or_else(|e| panic!("{q}: {e}"));
+            assert_eq!(ids(&got), expected, "{q}");
+            assert_eq!(got.total_size, expected.len(), "{q}");
+        }
+        // Non-trivial answers, so the comparison above means something.
+        assert_eq!(naive(&org, &queries[0]).len(), 9, "New rows");
+        assert_eq!(
+            naive(&org, &queries[10]).len(),
+            2,
+            "ids, case-insensitively"
+        );
+    }
+
+    #[test]
+    fn created_dates_are_unique_and_follow_creation() {
+        let (mut org, router) = demo();
+        for _ in 0..50 {
+            org.create(&router, CASE_OBJ, &json!({}))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let dates: Vec<String> = org
+            .store
+            .live(CASE_OBJ)
+            .map(|r| r.str("CreatedDate").unwrap_or_default().to_owned())
+            .collect();
+        let parsed: Vec<_> = dates
+            .iter()
+            .filter_map(|d| soql::parse_datetime(d))
+            .collect();
+        assert_eq!(parsed.len(), 50);
+        assert!(parsed.windows(2).all(|w| w[0] < w[1]), "{dates:?}");
+    }
+
+    #[test]
+    fn the_trigger_finds_the_newest_live_row_of_the_case() {
+        let (mut org, _) = demo();
+        let agent = org
+            .user_id_by_username("agent1@sors.demo")
+            .unwrap_or_default();
+        let (en, fr) = (queue(&mut org, "Support EN"), queue(&mut org, "Support FR"));
+        let (case_id, _) = org
+            .create(&agent, CASE_OBJ, &json!({"OwnerId": en}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        org.update(&agent, Some(CASE_OBJ), &case_id, &json!({"OwnerId": fr}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let last = org.last_row(&case_id);
+        assert_eq!(
+            last.and_then(|l| l.workgroup).as_deref(),
+            Some("Support_FR")
+        );
+        // The newest row deleted: the one before it is the last row now.
+        let newest = rows(&mut org, &case_id)[1]["Id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        org.delete(ROW_OBJ, &newest)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let last = org.last_row(&case_id);
+        assert_eq!(
+            last.and_then(|l| l.workgroup).as_deref(),
+            Some("Support_EN")
+        );
+        assert!(org.last_row("500000000000000AAA").is_none());
+    }
+
+    #[test]
+    fn rollback_restores_records_numbering_and_indexes() {
+        let (mut org, router, cases) = busy_org();
+        let before_rows = naive(&org, "SELECT Id FROM Object_Routing_Queue__c");
+        let before_new = naive(
+            &org,
+            "SELECT Id FROM Object_Routing_Queue__c WHERE Status__c = 'New'",
+        );
+        let en = queue(&mut org, "Support EN");
+        org.begin();
+        let (created, _) = org
+            .create(&router, CASE_OBJ, &json!({"OwnerId": en}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        org.update(
+            &router,
+            Some(ROW_OBJ),
+            &before_new[0],
+            &json!({"Status__c": "Processed"}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        org.delete(CASE_OBJ, &cases[1])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(
+            naive(
+                &org,
+                "SELECT Id FROM Object_Routing_Queue__c WHERE Status__c = 'New'"
+            ),
+            before_new
+        );
+        org.rollback();
+        assert!(org.record(&created).is_none());
+        assert_eq!(
+            naive(&org, "SELECT Id FROM Object_Routing_Queue__c"),
+            before_rows
+        );
+        let q = "SELECT Id FROM Object_Routing_Queue__c WHERE Status__c = 'New'";
+        let page = org
+            .query(q, DEFAULT_VERSION, 2000)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ids(&page), before_new, "the status index is restored");
+        assert!(org.record(&cases[1]).is_some_and(|r| !r.deleted));
+        // The rolled-back id and case number are issued again.
+        let (again, _) = org
+            .create(&router, CASE_OBJ, &json!({"OwnerId": en}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again, created);
+        // A committed operation stays.
+        org.begin();
+        org.update(
+            &router,
+            Some(ROW_OBJ),
+            &before_new[1],
+            &json!({"Status__c": "Processed"}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        org.commit();
+        org.rollback();
+        assert!(!naive(&org, q).contains(&before_new[1]));
+    }
+
+    #[test]
+    fn locators_keep_the_records_as_they_were() {
+        let (mut org, router) = demo();
+        for i in 0..5 {
+            org.create(&router, CASE_OBJ, &json!({"Subject": format!("c{i}")}))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let page = org
+            .query(
+                "SELECT Id, Subject FROM Case ORDER BY CreatedDate",
+                "v58.0",
+                2,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        let all = naive(&org, "SELECT Id FROM Case ORDER BY CreatedDate");
+        org.update(
+            &router,
+            Some(CASE_OBJ),
+            &all[2],
+            &json!({"Subject": "changed"}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        org.delete(CASE_OBJ, &all[3])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let next = page.next_records_url.unwrap_or_default();
+        let p2 = org
+            .query_more(next.rsplit('/').next().unwrap_or_default(), "v60.0")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p2.records[0]["Subject"], "c2");
+        assert_eq!(p2.records[1]["Id"], json!(all[3]));
+        assert!(
+            p2.records[0]["attributes"]["url"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("/services/data/v58.0/")),
+            "records keep the version of the query"
+        );
+        assert!(
+            p2.next_records_url
+                .is_some_and(|u| u.starts_with("/services/data/v60.0/"))
+        );
+    }
+
+    #[test]
+    fn pushtopics_are_recompiled_when_one_changes() {
+        let (mut org, router) = demo();
+        let en = queue(&mut org, "Support EN");
+        let (topic, _) = org
+            .create(
+                &router,
+                PUSHTOPIC_OBJ,
+                &json!({"Name": "Rows", "Query": TOPIC, "ApiVersion": 58.0}),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        let fired = |org: &mut Org| {
+            let (_, e) = org
+                .create(&router, CASE_OBJ, &json!({"OwnerId": en}))
+                .unwrap_or_else(|e| panic!("{e}"));
+            publishes(&e).into_iter().map(|p| p.0).collect::<Vec<_>>()
+        };
+        assert_eq!(fired(&mut org), vec!["/topic/Rows".to_owned()]);
+        org.update(
+            &router,
+            Some(PUSHTOPIC_OBJ),
+            &topic,
+            &json!({"Name": "Renamed"}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(fired(&mut org), vec!["/topic/Renamed".to_owned()]);
+        org.update(
+            &router,
+            Some(PUSHTOPIC_OBJ),
+            &topic,
+            &json!({"Query": "SELECT Id, Status__c FROM Object_Routing_Queue__c WHERE Status__c = 'Processed'"}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(fired(&mut org).is_empty());
+        org.delete(PUSHTOPIC_OBJ, &topic)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!org.active_topic("Renamed"));
     }
 }

@@ -368,7 +368,9 @@ fn collection(org: &mut Org, user: &str, body: &Bytes, create: bool) -> Result<R
             "record limit reached. cannot submit more than 200 records into this call",
         ));
     }
-    let snapshot = all_or_none.then(|| org.snapshot());
+    if all_or_none {
+        org.begin();
+    }
     let mut results: Vec<Result<String, ApiError>> = Vec::new();
     let mut effects = Vec::new();
     for rec in records {
@@ -407,9 +409,11 @@ fn collection(org: &mut Org, user: &str, body: &Bytes, create: bool) -> Result<R
         results.push(outcome);
     }
     let failed = results.iter().any(Result::is_err);
-    if let (true, Some(snap)) = (failed, snapshot) {
-        org.restore(snap);
+    if all_or_none && failed {
+        org.rollback();
         effects.clear();
+    } else if all_or_none {
+        org.commit();
     }
     let body: Vec<Value> = records
         .iter()

@@ -26,6 +26,9 @@ impl SValue {
     /// Equality as SOQL sees it: strings compare case-insensitively.
     fn soql_eq(&self, other: &SValue) -> bool {
         match (self, other) {
+            (SValue::Str(a), SValue::Str(b)) if a.is_ascii() && b.is_ascii() => {
+                a.eq_ignore_ascii_case(b)
+            }
             (SValue::Str(a), SValue::Str(b)) => a.to_lowercase() == b.to_lowercase(),
             (a, b) => a == b,
         }
@@ -34,6 +37,11 @@ impl SValue {
     /// Ordering of two non-null values of the same type.
     fn soql_cmp(&self, other: &SValue) -> Option<Ordering> {
         match (self, other) {
+            (SValue::Str(a), SValue::Str(b)) if a.is_ascii() && b.is_ascii() => Some(
+                a.bytes()
+                    .map(|c| c.to_ascii_lowercase())
+                    .cmp(b.bytes().map(|c| c.to_ascii_lowercase())),
+            ),
             (SValue::Str(a), SValue::Str(b)) => Some(a.to_lowercase().cmp(&b.to_lowercase())),
             (SValue::Num(a), SValue::Num(b)) => a.partial_cmp(b),
             (SValue::Bool(a), SValue::Bool(b)) => Some(a.cmp(b)),
@@ -615,9 +623,19 @@ impl Query {
 
     /// Compares two records by ORDER BY.
     pub fn compare(&self, a: &dyn Fn(&str) -> SValue, b: &dyn Fn(&str) -> SValue) -> Ordering {
-        for o in &self.order_by {
-            let (va, vb) = (a(&o.field), b(&o.field));
-            let ord = match (&va, &vb) {
+        self.compare_keys(&self.sort_key(a), &self.sort_key(b))
+    }
+
+    /// A record's ORDER BY values, to sort many records without reading each one again for
+    /// every comparison.
+    pub fn sort_key(&self, get: &dyn Fn(&str) -> SValue) -> Vec<SValue> {
+        self.order_by.iter().map(|o| get(&o.field)).collect()
+    }
+
+    /// Compares two [`Query::sort_key`]s by ORDER BY.
+    pub fn compare_keys(&self, a: &[SValue], b: &[SValue]) -> Ordering {
+        for (o, (va, vb)) in self.order_by.iter().zip(a.iter().zip(b)) {
+            let ord = match (va, vb) {
                 (SValue::Null, SValue::Null) => Ordering::Equal,
                 (SValue::Null, _) => {
                     if o.nulls_first {
@@ -634,7 +652,7 @@ impl Query {
                     }
                 }
                 _ => {
-                    let ord = va.soql_cmp(&vb).unwrap_or(Ordering::Equal);
+                    let ord = va.soql_cmp(vb).unwrap_or(Ordering::Equal);
                     if o.descending { ord.reverse() } else { ord }
                 }
             };

@@ -392,7 +392,8 @@
       timedOut = true;
       ctrl.abort();
     }, ms);
-    signalOwner.abortCurrent = () => ctrl.abort();
+    const abort = () => ctrl.abort();
+    signalOwner.abortCurrent = abort;
     try {
       let r;
       try {
@@ -420,7 +421,7 @@
       }
     } finally {
       clearTimeout(timer);
-      signalOwner.abortCurrent = null;
+      if (signalOwner.abortCurrent === abort) signalOwner.abortCurrent = null;
     }
   }
 
@@ -454,6 +455,7 @@
       this.timer = null;
       this.busy = false;
       this.stopped = true;
+      this.gen = 0;
       this.nextAt = null;
       this.nextDelay = 0;
       this.sig = '';
@@ -471,6 +473,8 @@
 
     stop() {
       this.stopped = true;
+      this.gen++;
+      this.busy = false;
       clearTimeout(this.timer);
       if (this.abortCurrent) this.abortCurrent();
     }
@@ -493,29 +497,31 @@
 
     async poll() {
       if (this.stopped || this.busy) return;
+      // A stop() (or a stop() and start()) while this poll waits makes it stale: it then ends
+      // without touching the state, and the new generation polls on its own.
+      const gen = this.gen;
+      const stale = () => this.stopped || gen !== this.gen;
       this.busy = true;
       clearTimeout(this.timer);
       this.attempts++;
       let ok = false;
       try {
         const hb = await fetchJson(this.url('/heartbeat'), timeoutMs(), this);
+        if (stale()) return;
         if (!isHeartbeat(hb)) throw new PollError('It answered, but not with a sors heartbeat');
         this.gotHeartbeat(hb);
         ok = true;
       } catch (e) {
-        if (this.stopped) {
-          this.busy = false;
-          return;
-        }
+        if (stale()) return;
         this.failed(e instanceof PollError ? e.message : String(e));
       }
       update(this);
-      if (ok && !this.stopped && this.wantsHistory()) {
+      if (ok && this.wantsHistory()) {
         await this.pollHistory();
-        if (!this.stopped) update(this);
+        if (stale()) return;
+        update(this);
       }
       this.busy = false;
-      if (this.stopped) return;
       const base = app.pollSeconds * 1000;
       const delay = this.failures ? Math.min(BACKOFF_MAX, Math.max(base, base * 2 ** (this.failures - 1))) : base;
       this.schedule(delay);
@@ -571,8 +577,10 @@
 
     async pollHistory() {
       const sent = Date.now();
+      const gen = this.gen;
       try {
         const h = await fetchJson(this.url('/history'), timeoutMs(), this);
+        if (gen !== this.gen) return;
         if (!isHistory(h)) throw new PollError('/history answered, but not with a sors history document');
         const received = Date.now();
         const serverNow = time(h.now);

@@ -194,3 +194,26 @@ test('a service without /history still shows its heartbeat and its alerts', asyn
   await page.waitForFunction(() => /does not serve \/history/.test(document.getElementById('history-note').textContent), { timeout: 5000 });
   await page.waitForSelector('#detail-events li[data-kind="switchover"]', { timeout: 5000 });
 });
+
+test('changing the poll interval while a request is out neither stalls polling nor shows a false alarm', async (c) => {
+  if (!targets.capabilities.slow) return c.skip('the targets cannot slow a tenant down');
+  const t = await tenant('Interval Co');
+  await t.healthy();
+  const page = await open([t]);
+  await waitForState(page, 'Interval Co', 'up');
+  await t.slow(800);
+  await page.waitForFunction(() => document.querySelector('#tenant-rows tr').dataset.attempts > 1, { timeout: 5000 });
+  const states = [];
+  await page.exposeFunction('noteState', (s) => states.push(s));
+  await page.evaluate(() => {
+    const tr = document.querySelector('#tenant-rows tr');
+    new MutationObserver(() => window.noteState(tr.dataset.state)).observe(tr, { attributes: true, attributeFilter: ['data-state'] });
+  });
+  await page.select('#poll', '2');
+  await page.select('#poll', '1');
+  const before = (await row(page, 'Interval Co')).attempts;
+  await t.slow(0);
+  await page.waitForFunction((n) => Number(document.querySelector('#tenant-rows tr').dataset.attempts) >= n + 3, { timeout: 10000 }, before);
+  assert.equal((await row(page, 'Interval Co')).state, 'up');
+  assert.ok(!states.includes('down'), `states seen: ${states.join(',')}`);
+});

@@ -93,6 +93,22 @@ struct ExpectedRow {
     workgroup: String,
 }
 
+impl Action {
+    /// The name the rules file uses (`do = "..."`).
+    fn name(self) -> &'static str {
+        match self {
+            Action::InsertCase => "insert_case",
+            Action::UpdateCase => "update_case",
+            Action::DeleteCase => "delete_case",
+            Action::InsertComment => "insert_comment",
+            Action::InsertEmail => "insert_email",
+            Action::InsertMapping => "insert_mapping",
+            Action::UpdateMapping => "update_mapping",
+            Action::DeleteMapping => "delete_mapping",
+        }
+    }
+}
+
 impl std::fmt::Display for ExpectedRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {} {}", self.event, self.queue, self.workgroup)
@@ -763,8 +779,8 @@ async fn run_case(r: &Rules, c: &RuleCase) -> Result<(), String> {
     let mut world = World::start(r).await;
     for (i, s) in c.step.iter().enumerate() {
         let what = format!(
-            "{:?} {}",
-            s.action,
+            "{} {}",
+            s.action.map_or("?", Action::name),
             s.case
                 .as_deref()
                 .or(s.mapping.as_deref())

@@ -74,11 +74,20 @@ test('screenshots at 1280×800 and 400 wide, dark and light', async (t) => {
     await page.evaluate(() => document.getElementById('detail').scrollIntoView());
     await screenshot(page, `detail-1280x800-${colorScheme}`);
     await screenshot(page, `full-1280-${colorScheme}`, { fullPage: true });
-    // A minute's numbers under the pointer.
-    const box = await (await page.$('#detail-chart svg.chart')).boundingBox();
+    // One minute's numbers under the pointer, and from the keyboard.
+    const box = await (await page.$('#detail-chart')).boundingBox();
     await page.mouse.move(box.x + box.width * 0.7, box.y + box.height / 2);
-    await page.waitForFunction(() => /routed, .* failed, backlog/.test(document.getElementById('chart-readout').textContent), { timeout: 5000 });
-    await screenshot(page, `chart-hover-${colorScheme}`, { clip: { x: box.x - 20, y: box.y - 60, width: box.width + 40, height: box.height + 110 } });
+    await page.waitForFunction(() => /: \d+ routed, \d+ failed, backlog/.test(document.getElementById('chart-readout').textContent), { timeout: 5000 });
+    await page.mouse.move(0, 0);
+    await page.focus('#detail-chart');
+    await page.keyboard.press('End');
+    await page.keyboard.down('Shift');
+    for (let i = 0; i < 33; i++) await page.keyboard.press('ArrowLeft');
+    await page.keyboard.up('Shift');
+    const readout = await page.$eval('#chart-readout', (r) => r.textContent);
+    assert.match(readout, /: \d+ routed, \d+ failed, backlog/);
+    const scrollY = await page.evaluate(() => window.scrollY);
+    await screenshot(page, `chart-cursor-${colorScheme}`, { clip: { x: box.x - 20, y: box.y + scrollY - 60, width: box.width + 40, height: box.height + 110 } });
     if (colorScheme === 'dark') {
       await page.setViewport({ width: 400, height: 860 });
       await noSidewaysScroll(page);

@@ -151,12 +151,9 @@ fn handshake(
     {
         let mut state = shared.lock();
         state.expire_clients(Instant::now());
-        state.clients.insert(
+        state.add_client(
             id.clone(),
-            Client {
-                expires_at: Some(Instant::now() + shared.config.reconnect_expiry),
-                ..Client::default()
-            },
+            Client::new(Some(Instant::now() + shared.config.reconnect_expiry)),
         );
         state.counters.handshakes += 1;
     }
@@ -177,7 +174,7 @@ fn handshake(
 fn event_messages(queue: Vec<QueuedEvent>, client_id: &str) -> Vec<Value> {
     queue
         .into_iter()
-        .map(|e| json!({"channel": e.channel, "clientId": client_id, "data": e.data}))
+        .map(|e| json!({"channel": &*e.channel, "clientId": client_id, "data": *e.data}))
         .collect()
 }
 
@@ -215,8 +212,9 @@ async fn connect(
         state.expire_clients(now);
         let id = client_id(msg);
         let advice = state.unknown_advice(id);
-        let Some((id, client)) = id.and_then(|id| state.clients.get_mut(id).map(|c| (id, c)))
-        else {
+        // The token this connect gets if it is held.
+        let token = state.next_token + 1;
+        let Some((id, client)) = id.and_then(|id| state.client_mut(id).map(|c| (id, c))) else {
             return vec![unknown_client(msg, advice)];
         };
         if !ctx.has_browser_cookie {
@@ -248,8 +246,8 @@ async fn connect(
         let first = !client.connected;
         if first || !client.queue.is_empty() {
             client.connected = true;
-            client.expires_at = Some(now + shared.config.reconnect_expiry);
             let events = event_messages(std::mem::take(&mut client.queue), id);
+            state.set_expiry(id, Some(now + shared.config.reconnect_expiry));
             state.counters.delivered += events.len() as u64;
             let mut reply = connect_success(msg, id);
             if first {
@@ -264,14 +262,13 @@ async fn connect(
             out.push(Value::Object(reply));
             return out;
         }
-        state.next_token += 1;
-        let token = state.next_token;
         let wake = Arc::new(Notify::new());
         client.held = Some(Held {
             token,
             wake: wake.clone(),
         });
-        client.expires_at = None;
+        state.next_token = token;
+        state.set_expiry(id, None);
         (id, token, wake)
     };
     let guard = HeldGuard {
@@ -291,7 +288,7 @@ fn finish_held(shared: &Shared, msg: &Map<String, Value>, id: &str, token: u64) 
     let mut guard = shared.lock();
     let state = &mut *guard;
     let advice = state.unknown_advice(Some(id));
-    let Some(client) = state.clients.get_mut(id) else {
+    let Some(client) = state.client_mut(id) else {
         tracing::debug!(client_id = %id, "held connect answered: client is gone");
         return vec![unknown_client(msg, advice)];
     };
@@ -301,8 +298,8 @@ fn finish_held(shared: &Shared, msg: &Map<String, Value>, id: &str, token: u64) 
         return vec![Value::Object(connect_success(msg, id))];
     }
     client.held = None;
-    client.expires_at = Some(Instant::now() + shared.config.reconnect_expiry);
     let events = event_messages(std::mem::take(&mut client.queue), id);
+    state.set_expiry(id, Some(Instant::now() + shared.config.reconnect_expiry));
     state.counters.delivered += events.len() as u64;
     let mut out = events;
     out.push(Value::Object(connect_success(msg, id)));
@@ -319,11 +316,12 @@ struct HeldGuard<'a> {
 impl Drop for HeldGuard<'_> {
     fn drop(&mut self) {
         let mut state = self.shared.lock();
-        if let Some(client) = state.clients.get_mut(self.client_id)
+        if let Some(client) = state.client_mut(self.client_id)
             && client.held.as_ref().is_some_and(|h| h.token == self.token)
         {
             client.held = None;
-            client.expires_at = Some(Instant::now() + self.shared.config.reconnect_expiry);
+            let at = Instant::now() + self.shared.config.reconnect_expiry;
+            state.set_expiry(self.client_id, Some(at));
         }
     }
 }
@@ -356,7 +354,7 @@ fn subscribe(shared: &Arc<Shared>, ctx: &RequestContext, msg: &Map<String, Value
     {
         let mut state = shared.lock();
         state.expire_clients(Instant::now());
-        if !id.is_some_and(|id| state.clients.contains_key(id)) {
+        if id.is_none_or(|id| state.client(id).is_none()) {
             return unknown_client(msg, state.unknown_advice(id));
         }
     }
@@ -429,20 +427,23 @@ fn subscribe(shared: &Arc<Shared>, ctx: &RequestContext, msg: &Map<String, Value
         }
     };
     let advice = state.unknown_advice(id);
-    let Some(client) = id.and_then(|id| state.clients.get_mut(id)) else {
+    let Some(id) = id.filter(|id| state.client(id).is_some()) else {
         // The client was forgotten while the channel was being checked.
         return unknown_client(msg, advice);
     };
-    client.subscriptions.insert(channel.to_owned());
+    state.subscribe(id, channel);
     let replayed_count = replayed.len();
-    client
-        .queue
-        .extend(replayed.into_iter().map(|data| QueuedEvent {
-            channel: channel.to_owned(),
-            data,
-        }));
-    if replayed_count > 0 {
-        client.wake();
+    if let Some(client) = state.client_mut(id) {
+        let shared_channel: Arc<str> = Arc::from(channel);
+        client
+            .queue
+            .extend(replayed.into_iter().map(|data| QueuedEvent {
+                channel: shared_channel.clone(),
+                data,
+            }));
+        if replayed_count > 0 {
+            client.wake();
+        }
     }
     tracing::info!(client_id = ?id, channel, replay = ?from, replayed = replayed_count, "subscribed");
     reply.insert("successful".into(), Value::Bool(true));
@@ -457,7 +458,7 @@ fn unsubscribe(shared: &Arc<Shared>, ctx: &RequestContext, msg: &Map<String, Val
     let mut state = shared.lock();
     state.expire_clients(Instant::now());
     let advice = state.unknown_advice(id);
-    let Some((id, client)) = id.and_then(|id| state.clients.get_mut(id).map(|c| (id, c))) else {
+    let Some(id) = id.filter(|id| state.client(id).is_some()) else {
         return unknown_client(msg, advice);
     };
     let mut reply = base_reply(msg, None);
@@ -467,8 +468,7 @@ fn unsubscribe(shared: &Arc<Shared>, ctx: &RequestContext, msg: &Map<String, Val
         return Value::Object(reply);
     };
     let channel = base_channel(subscription);
-    client.subscriptions.remove(channel);
-    client.queue.retain(|e| e.channel != channel);
+    state.unsubscribe(id, channel);
     reply.insert("subscription".into(), subscription.into());
     reply.insert("successful".into(), Value::Bool(true));
     Value::Object(reply)
@@ -482,7 +482,7 @@ fn disconnect(shared: &Arc<Shared>, ctx: &RequestContext, msg: &Map<String, Valu
     let mut state = shared.lock();
     state.expire_clients(Instant::now());
     let advice = state.unknown_advice(id);
-    let Some((id, client)) = id.and_then(|id| state.clients.remove(id).map(|c| (id, c))) else {
+    let Some((id, client)) = id.and_then(|id| state.remove_client(id).map(|c| (id, c))) else {
         return unknown_client(msg, advice);
     };
     client.wake();

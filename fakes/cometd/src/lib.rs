@@ -12,7 +12,7 @@ mod state;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::state::{QueuedEvent, State};
+use crate::state::State;
 
 /// Timing and size settings of the streaming endpoint.
 #[derive(Clone, Debug)]
@@ -148,19 +148,7 @@ impl Streaming {
         state.expire_clients(now);
         let (replay_id, data) = state.log.append(channel, event_type, sobject);
         state.counters.published += 1;
-        let mut subscribers = 0;
-        for client in state
-            .clients
-            .values_mut()
-            .filter(|c| c.subscriptions.contains(channel))
-        {
-            client.queue.push(QueuedEvent {
-                channel: channel.to_owned(),
-                data: data.clone(),
-            });
-            client.wake();
-            subscribers += 1;
-        }
+        let subscribers = state.deliver(channel, &data);
         tracing::debug!(channel, replay_id, subscribers, "event published");
         Some(replay_id)
     }
@@ -194,7 +182,7 @@ impl Streaming {
         let mut state = self.inner.lock();
         state.expire_clients(Instant::now());
         Counters {
-            active_clients: state.clients.len() as u64,
+            active_clients: state.client_count() as u64,
             ..state.counters.clone()
         }
     }

@@ -205,6 +205,36 @@ pub struct CaseSnapshot {
     /// again, and must not disconnect the newer interaction.
     #[serde(default)]
     pub last_route_row_at: Option<DateTime<Utc>>,
+    /// The newest route row that is not `Failed` (what reconciliation judges the case by).
+    #[serde(default)]
+    pub last_route_row: Option<RowSummary>,
+    /// The event of the newest closing row (`AgentReply` or `CaseClosed`), if any.
+    #[serde(default)]
+    pub last_closing_event: Option<RowEvent>,
+}
+
+/// What reconciliation needs to know of one routing row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowSummary {
+    pub id: RowId,
+    pub status: RowStatus,
+    pub workgroup: String,
+    pub interaction_id: Option<InteractionId>,
+    pub created_date: DateTime<Utc>,
+}
+
+/// The outcome of one row write, as the Salesforce client classifies it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteResult {
+    Ok,
+    /// The row no longer exists (deleted): forget it.
+    Gone,
+    /// Salesforce could not take the write now (down, 5xx, timeout, lock, limit, session):
+    /// tried again, with back-off, until it succeeds. Never a reason to fail the row.
+    Retry(String),
+    /// Salesforce refused this row's write for its data (a validation rule, a field): the row
+    /// cannot be written as it is.
+    Rejected(String),
 }
 
 /// A write to a routing row. `None` fields are left as they are.

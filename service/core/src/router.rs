@@ -38,6 +38,15 @@ pub struct Settings {
     pub retry_backoff: TimeDelta,
     /// How long a finished row is remembered so a stale push or read cannot restart it.
     pub finished_memory: TimeDelta,
+    /// Longest wait between two tries of a row write or a fetch that failed for a transient
+    /// reason (Salesforce down, a lock, a limit): those are retried until they succeed.
+    pub max_write_backoff: TimeDelta,
+    /// How often the router compares what Salesforce says should be live with what CIC has
+    /// (reconciliation). `None`: never, not even at start-up.
+    pub reconcile_interval: Option<TimeDelta>,
+    /// Reconciliation looks at open cases created within this window (and at the case of every
+    /// live interaction, however old).
+    pub reconcile_lookback: TimeDelta,
 }
 
 impl Default for Settings {
@@ -50,6 +59,9 @@ impl Default for Settings {
             max_attempts: 5,
             retry_backoff: TimeDelta::seconds(5),
             finished_memory: TimeDelta::minutes(10),
+            max_write_backoff: TimeDelta::seconds(30),
+            reconcile_interval: Some(TimeDelta::minutes(5)),
+            reconcile_lookback: TimeDelta::days(7),
         }
     }
 }
@@ -73,13 +85,7 @@ pub enum Source {
     Sweep,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum WriteResult {
-    Ok,
-    /// The row no longer exists (deleted): forget it.
-    Gone,
-    Failed(String),
-}
+pub use crate::model::WriteResult;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DisconnectResult {
@@ -106,10 +112,40 @@ pub enum Input {
         requested: Vec<CaseId>,
         error: String,
     },
-    Mappings(Vec<QueueMapping>),
+    /// The monitored queues, as read by a query started at `as_of`.
+    Mappings {
+        mappings: Vec<QueueMapping>,
+        as_of: DateTime<Utc>,
+    },
+    /// Reading the mappings (asked by [`Effect::ReadMappings`]) failed.
+    MappingsFailed {
+        error: String,
+    },
+    /// CIC's workgroups and skills, as read by calls started at `as_of`.
     CicConfig {
         workgroups: Vec<WorkgroupInfo>,
         skills: Vec<String>,
+        as_of: DateTime<Utc>,
+    },
+    /// Reading CIC's configuration (asked by [`Effect::ReadCicConfig`]) failed.
+    CicConfigFailed {
+        error: String,
+    },
+    /// Fetching pushed rows failed: they are fetched again after a back-off.
+    FetchFailed {
+        ids: Vec<RowId>,
+        error: String,
+    },
+    /// Answer to [`Effect::ReadForReconcile`], read by queries started at `as_of`: the open
+    /// cases owned by monitored queues and the cases of the live interactions (those asked
+    /// for and missing are deleted).
+    Reconcile {
+        as_of: DateTime<Utc>,
+        live_cases: Vec<CaseId>,
+        found: Vec<CaseSnapshot>,
+    },
+    ReconcileFailed {
+        error: String,
     },
     IcwsUp,
     IcwsDown {
@@ -160,6 +196,18 @@ pub enum Effect {
         case_id: CaseId,
     },
     InsertRow(NewRoutingRow),
+    /// Read the monitored queues again (a row names a queue the router does not know yet).
+    ReadMappings,
+    /// Read CIC's workgroups and skills again (a row names one the router does not know yet).
+    ReadCicConfig,
+    /// Read what reconciliation needs: the open cases (created since `since`) owned by these
+    /// monitored queues, and the cases of these live interactions; answer with
+    /// [`Input::Reconcile`].
+    ReadForReconcile {
+        queues: Vec<String>,
+        since: DateTime<Utc>,
+        live_cases: Vec<CaseId>,
+    },
     /// The complete set of workgroup queues to watch.
     Watch(Vec<String>),
     Notify(Notice),
@@ -215,6 +263,28 @@ pub enum Notice {
         case_id: CaseId,
         error: String,
     },
+    /// A handler result arrived for an entry this router never raised: another router is
+    /// routing this tenant's rows.
+    OtherRouter {
+        entry: RowId,
+    },
+    /// A reconciliation pass compared Salesforce with CIC.
+    Reconciled {
+        cases: usize,
+        rerouted: usize,
+        disconnected: usize,
+    },
+    /// A row's write failed for a transient reason and waits to be tried again.
+    WriteWaiting {
+        row: RowId,
+        tries: u32,
+        reason: String,
+    },
+    /// A row names a queue, workgroup or skill unknown even after the router read its
+    /// configuration again: the mapping table and CIC disagree.
+    ConfigDrift {
+        message: String,
+    },
 }
 
 /// Counters and gauges for the status endpoint.
@@ -226,6 +296,12 @@ pub struct Status {
     pub live_interactions: usize,
     pub cic_ready: bool,
     pub watched: Vec<String>,
+    /// Rows whose last write failed for a transient reason and waits to be tried again.
+    pub writes_waiting: usize,
+    /// The last time a handler result named an entry this router never raised.
+    pub other_router_at: Option<DateTime<Utc>>,
+    /// When the last reconciliation pass finished.
+    pub reconciled_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -238,15 +314,16 @@ enum Stage {
         done: Vec<InteractionId>,
         then_route: bool,
     },
-    Claiming,
+    /// The claim is out; `retry_at` is set after a transient failure.
+    Claiming { retry_at: Option<DateTime<Utc>> },
     Raised {
         deadline: DateTime<Utc>,
         result: Option<InteractionId>,
     },
+    /// Claimed; raising the notification failed for a transient reason: raised again then.
+    RaiseWait { until: DateTime<Utc> },
     /// Waiting before the case is planned again.
-    Backoff {
-        until: DateTime<Utc>,
-    },
+    Backoff { until: DateTime<Utc> },
     /// The final write is out.
     Marking {
         update: RowUpdate,
@@ -259,8 +336,13 @@ struct Row {
     row: RoutingRow,
     event: Option<RowEvent>,
     stage: Stage,
-    /// Failed rounds in this process (claims, disconnects, writes): bounds retries.
+    /// Failed rounds in this process (disconnects, handler timeouts): bounds retries.
     tries: u32,
+    /// Consecutive transient write failures: sets the back-off, never fails the row.
+    write_failures: u32,
+    /// When this router first held the row: configuration read before then may not know the
+    /// queue, workgroup or skills the row names.
+    seen_at: DateTime<Utc>,
 }
 
 impl Row {
@@ -277,7 +359,7 @@ enum Snap {
         retry_at: DateTime<Utc>,
     },
     /// `None`: the case is gone.
-    Fresh(Option<CaseSnapshot>),
+    Fresh(Option<Box<CaseSnapshot>>),
 }
 
 #[derive(Clone, Debug)]
@@ -300,6 +382,24 @@ impl Case {
     }
 }
 
+/// An on-demand re-read of configuration (mappings, CIC workgroups and skills).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Refresh {
+    Idle,
+    Requested,
+    /// The last re-read failed: not asked again before this time.
+    Failed(DateTime<Utc>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum ReconcileState {
+    /// A pass is due as soon as the router can route.
+    Due,
+    Requested,
+    /// The next pass is due at this time.
+    At(DateTime<Utc>),
+}
+
 /// The router's memory: everything in it can be rebuilt from Salesforce and CIC after a restart.
 #[derive(Clone, Debug)]
 pub struct Router {
@@ -313,9 +413,28 @@ pub struct Router {
 
     monitored: HashMap<String, String>,
     mappings_loaded: bool,
+    /// When the query that produced `monitored` started.
+    mappings_as_of: Option<DateTime<Utc>>,
+    mappings_refresh: Refresh,
     workgroups: HashMap<String, WorkgroupInfo>,
     skills: HashSet<String>,
     config_loaded: bool,
+    config_as_of: Option<DateTime<Utc>>,
+    config_refresh: Refresh,
+    /// Pushed rows whose fetch failed, to fetch again at the given time.
+    refetch: Vec<(DateTime<Utc>, Vec<RowId>)>,
+    fetch_failures: u32,
+    /// Entries this router raised (so a result for any other entry is another router's).
+    raised_entries: HashMap<RowId, DateTime<Utc>>,
+    other_router_at: Option<DateTime<Utc>>,
+    /// When a row of the case was last held here: reconciliation leaves recent cases alone.
+    case_seen: HashMap<CaseId, DateTime<Utc>>,
+    /// Cases reconciliation inserted a recovery row for (not again while remembered).
+    recovered: HashMap<CaseId, DateTime<Utc>>,
+    reconcile: ReconcileState,
+    reconciled_at: Option<DateTime<Utc>>,
+    /// Disconnects reconciliation asked for: interaction → (case, why).
+    stray_disconnects: HashMap<InteractionId, (CaseId, String)>,
 
     cic_up: bool,
     live: BTreeMap<InteractionId, LiveInteraction>,
@@ -337,9 +456,22 @@ impl Router {
             in_flight: 0,
             monitored: HashMap::new(),
             mappings_loaded: false,
+            mappings_as_of: None,
+            mappings_refresh: Refresh::Idle,
             workgroups: HashMap::new(),
             skills: HashSet::new(),
             config_loaded: false,
+            config_as_of: None,
+            config_refresh: Refresh::Idle,
+            refetch: Vec::new(),
+            fetch_failures: 0,
+            raised_entries: HashMap::new(),
+            other_router_at: None,
+            case_seen: HashMap::new(),
+            recovered: HashMap::new(),
+            reconcile: ReconcileState::Due,
+            reconciled_at: None,
+            stray_disconnects: HashMap::new(),
             cic_up: false,
             live: BTreeMap::new(),
             seen_snapshots: HashSet::new(),
@@ -362,6 +494,16 @@ impl Router {
             live_interactions: self.live.len(),
             cic_ready: self.cic_ready(),
             watched: self.watched.iter().cloned().collect(),
+            writes_waiting: self
+                .rows
+                .values()
+                .filter(|r| {
+                    r.write_failures > 0
+                        && matches!(r.stage, Stage::Claiming { .. } | Stage::Marking { .. })
+                })
+                .count(),
+            other_router_at: self.other_router_at,
+            reconciled_at: self.reconciled_at,
         }
     }
 
@@ -383,20 +525,57 @@ impl Router {
                     }
                 }
             }
-            Input::Mappings(maps) => {
-                self.monitored = maps
-                    .into_iter()
-                    .map(|m| (m.queue_id, m.workgroup))
-                    .collect();
+            Input::Mappings { mappings, as_of } => {
+                // An older answer (a periodic read that started before an on-demand one) never
+                // replaces a newer one.
+                if self.mappings_as_of.is_none_or(|t| as_of >= t) {
+                    self.monitored = mappings
+                        .into_iter()
+                        .map(|m| (m.queue_id, m.workgroup))
+                        .collect();
+                    self.mappings_as_of = Some(as_of);
+                }
                 self.mappings_loaded = true;
+                self.mappings_refresh = Refresh::Idle;
             }
-            Input::CicConfig { workgroups, skills } => {
-                self.workgroups = workgroups
-                    .into_iter()
-                    .map(|w| (w.name.clone(), w))
-                    .collect();
-                self.skills = skills.into_iter().collect();
+            Input::MappingsFailed { .. } => {
+                self.mappings_refresh = Refresh::Failed(now + self.settings.retry_backoff);
+            }
+            Input::CicConfig {
+                workgroups,
+                skills,
+                as_of,
+            } => {
+                if self.config_as_of.is_none_or(|t| as_of >= t) {
+                    self.workgroups = workgroups
+                        .into_iter()
+                        .map(|w| (w.name.clone(), w))
+                        .collect();
+                    self.skills = skills.into_iter().collect();
+                    self.config_as_of = Some(as_of);
+                }
                 self.config_loaded = true;
+                self.config_refresh = Refresh::Idle;
+            }
+            Input::CicConfigFailed { .. } => {
+                self.config_refresh = Refresh::Failed(now + self.settings.retry_backoff);
+            }
+            Input::FetchFailed { ids, .. } => {
+                self.fetch_failures += 1;
+                let at = now + self.write_backoff(self.fetch_failures);
+                // Still announced: the sweep must not count them as missed pushes.
+                for id in &ids {
+                    self.announced.insert(id.clone(), now);
+                }
+                self.refetch.push((at, ids));
+            }
+            Input::Reconcile {
+                as_of,
+                live_cases,
+                found,
+            } => self.on_reconcile(now, as_of, live_cases, found, &mut out),
+            Input::ReconcileFailed { .. } => {
+                self.reconcile = ReconcileState::At(now + self.settings.retry_backoff);
             }
             Input::IcwsUp => self.cic_up = true,
             Input::IcwsDown { .. } => self.on_icws_down(),
@@ -418,14 +597,19 @@ impl Router {
                 self.on_route_result(now, entry_id, outcome, &mut out)
             }
             Input::RaiseFailed { entry_id, error } => {
-                if let Some(r) = self.rows.get(&entry_id) {
+                // The notification did not reach the handler (CIC down, a switchover, a
+                // transport error): a transient failure, tried again without counting.
+                if let Some(r) = self.rows.get_mut(&entry_id) {
                     if matches!(r.stage, Stage::Raised { .. }) {
-                        self.retry(
-                            now,
-                            &entry_id,
-                            format!("raising the notification failed: {error}"),
-                            &mut out,
-                        );
+                        r.write_failures += 1;
+                        let wait = backoff(&self.settings, r.write_failures)
+                            .min(self.settings.max_write_backoff);
+                        out.notify(Notice::Retrying {
+                            row: entry_id.clone(),
+                            attempt: r.write_failures,
+                            reason: format!("raising the notification failed: {error}"),
+                        });
+                        r.stage = Stage::RaiseWait { until: now + wait };
                     }
                 }
             }
@@ -490,11 +674,16 @@ impl Router {
                 (_, None) => Some("Case__c is empty".to_owned()),
                 _ => None,
             };
+            if let Some(c) = &row.case_id {
+                self.case_seen.insert(c.clone(), now);
+            }
             let entry = Row {
                 row,
                 event,
                 stage: Stage::Pending,
                 tries: 0,
+                write_failures: 0,
+                seen_at: now,
             };
             let key = entry.order_key();
             let case_id = entry.row.case_id.clone();
@@ -528,7 +717,7 @@ impl Router {
             let Some(case) = self.cases.get_mut(&id) else {
                 continue;
             };
-            case.snap = Snap::Fresh(snap.clone());
+            case.snap = Snap::Fresh(snap.clone().map(Box::new));
             let idle = case.active.is_none() && case.pending.is_empty();
             // A lost interaction is re-routed once its case is idle (a row still being handled
             // may have been the one whose interaction was lost), unless something is live again.
@@ -598,6 +787,12 @@ impl Router {
         outcome: RouteOutcome,
         out: &mut Out,
     ) {
+        if !self.raised_entries.contains_key(&entry) {
+            // Every result this router's own raises cause is for an entry it remembers.
+            self.other_router_at = Some(now);
+            out.notify(Notice::OtherRouter { entry });
+            return;
+        }
         if !matches!(
             self.rows.get(&entry).map(|r| &r.stage),
             Some(Stage::Raised { .. })
@@ -630,49 +825,84 @@ impl Router {
                 continue;
             };
             match (stage, res) {
-                (Stage::Claiming, WriteResult::Ok) => {
+                (Stage::Claiming { .. }, WriteResult::Ok) => {
                     let deadline = now + self.settings.route_timeout;
                     if let Some(row) = self.rows.get_mut(&id) {
                         row.row.attempts += 1;
                         row.row.status = RowStatus::Processing;
+                        row.write_failures = 0;
                         row.stage = Stage::Raised {
                             deadline,
                             result: None,
                         };
                     }
-                    if let Some(req) = self.route_request(&id) {
-                        out.effects.push(Effect::Raise(req));
+                    self.raise(now, &id, out);
+                }
+                (Stage::Claiming { .. }, WriteResult::Retry(e)) => {
+                    let wait = self.note_write_failure(&id, &e, out);
+                    if let Some(Stage::Claiming { retry_at }) =
+                        self.rows.get_mut(&id).map(|r| &mut r.stage)
+                    {
+                        *retry_at = Some(now + wait);
                     }
                 }
-                (Stage::Claiming, WriteResult::Failed(e)) => {
-                    self.retry(now, &id, format!("claiming the row failed: {e}"), out)
-                }
+                (Stage::Claiming { .. }, WriteResult::Rejected(e)) => self.fail(
+                    now,
+                    &id,
+                    format!("Salesforce refused to claim the row: {e}"),
+                    out,
+                ),
                 (Stage::Marking { .. }, WriteResult::Ok | WriteResult::Gone)
-                | (Stage::Claiming, WriteResult::Gone) => self.forget(now, &id),
-                (Stage::Marking { .. }, WriteResult::Failed(e)) => {
-                    let max = self.settings.max_attempts;
-                    let Some(row) = self.rows.get_mut(&id) else {
-                        continue;
-                    };
-                    row.tries += 1;
-                    let tries = row.tries;
-                    if tries >= max {
-                        // Leave it to the sweep: the row stays New/Processing in Salesforce.
-                        out.notify(Notice::Retrying {
+                | (Stage::Claiming { .. }, WriteResult::Gone) => self.forget(now, &id),
+                (Stage::Marking { .. }, WriteResult::Retry(e)) => {
+                    // Kept until written: a row is never left to the sweep because Salesforce
+                    // was briefly unable to take the write.
+                    let wait = self.note_write_failure(&id, &e, out);
+                    if let Some(Stage::Marking { retry_at, .. }) =
+                        self.rows.get_mut(&id).map(|r| &mut r.stage)
+                    {
+                        *retry_at = Some(now + wait);
+                    }
+                }
+                (Stage::Marking { update, .. }, WriteResult::Rejected(e)) => {
+                    if update.status == RowStatus::Failed {
+                        // Even the failure cannot be recorded: say so and let it go.
+                        out.notify(Notice::Failed {
                             row: id.clone(),
-                            attempt: tries,
-                            reason: format!(
-                                "writing the row failed: {e}; the sweep will pick it up"
-                            ),
+                            reason: format!("Salesforce refused to record the failure: {e}"),
                         });
                         self.forget(now, &id);
-                    } else if let Stage::Marking { retry_at, .. } = &mut row.stage {
-                        *retry_at = Some(now + backoff(&self.settings, tries));
+                    } else {
+                        self.fail(
+                            now,
+                            &id,
+                            format!("Salesforce refused the row's update: {e}"),
+                            out,
+                        );
                     }
                 }
                 _ => {}
             }
         }
+    }
+
+    /// Counts a transient write failure of a row; returns how long to wait before the next try.
+    fn note_write_failure(&mut self, id: &RowId, error: &str, out: &mut Out) -> TimeDelta {
+        let Some(row) = self.rows.get_mut(id) else {
+            return self.settings.retry_backoff;
+        };
+        row.write_failures += 1;
+        let tries = row.write_failures;
+        out.notify(Notice::WriteWaiting {
+            row: id.clone(),
+            tries,
+            reason: error.to_owned(),
+        });
+        self.write_backoff(tries)
+    }
+
+    fn write_backoff(&self, failures: u32) -> TimeDelta {
+        backoff(&self.settings, failures).min(self.settings.max_write_backoff)
     }
 
     fn on_disconnect_done(
@@ -689,6 +919,23 @@ impl Router {
             _ => None,
         });
         let Some(row_id) = owner else {
+            // A disconnect reconciliation asked for, owned by no row.
+            if let Some((case_id, why)) = self.stray_disconnects.remove(&interaction) {
+                match result {
+                    DisconnectResult::Failed(_) => {} // the next pass tries again
+                    DisconnectResult::Disconnected | DisconnectResult::AlreadyGone => {
+                        self.live.remove(&interaction);
+                        self.disconnected_by_us.insert(interaction.clone(), now);
+                        if result == DisconnectResult::Disconnected {
+                            out.notify(Notice::Disconnected {
+                                interaction,
+                                case_id,
+                                why,
+                            });
+                        }
+                    }
+                }
+            }
             return;
         };
         match result {
@@ -744,18 +991,52 @@ impl Router {
         let mut expired = Vec::new();
         let mut rewrites = Vec::new();
         let mut replan = Vec::new();
+        let mut reraise = Vec::new();
+        let mut reclaim = Vec::new();
+        let timeout = self.settings.route_timeout;
         for (id, r) in &mut self.rows {
             match &mut r.stage {
                 Stage::Raised { deadline, result } if *deadline <= now => {
                     expired.push((id.clone(), result.clone()))
                 }
                 Stage::Backoff { until } if *until <= now => replan.push(id.clone()),
+                Stage::RaiseWait { until } if *until <= now => {
+                    r.stage = Stage::Raised {
+                        deadline: now + timeout,
+                        result: None,
+                    };
+                    reraise.push(id.clone());
+                }
                 Stage::Marking { update, retry_at } if retry_at.is_some_and(|t| t <= now) => {
                     *retry_at = None;
                     rewrites.push(update.clone());
                 }
+                Stage::Claiming { retry_at } if retry_at.is_some_and(|t| t <= now) => {
+                    *retry_at = None;
+                    reclaim.push(id.clone());
+                }
                 _ => {}
             }
+        }
+        for id in reclaim {
+            if let Some(r) = self.rows.get(&id) {
+                rewrites.push(claim_update(r));
+            }
+        }
+        for id in reraise {
+            self.raise(now, &id, out);
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.refetch)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.refetch = later;
+        let fetch: Vec<RowId> = due
+            .into_iter()
+            .flat_map(|(_, ids)| ids)
+            .filter(|id| !self.rows.contains_key(id) && !self.finished.contains_key(id))
+            .collect();
+        if !fetch.is_empty() {
+            out.effects.push(Effect::FetchRows(fetch));
         }
         for (id, result) in expired {
             match result {
@@ -791,6 +1072,9 @@ impl Router {
         self.finished.retain(|_, t| now - *t < memory);
         self.announced.retain(|_, t| now - *t < memory);
         self.disconnected_by_us.retain(|_, t| now - *t < memory);
+        self.raised_entries.retain(|_, t| now - *t < memory);
+        self.case_seen.retain(|_, t| now - *t < memory);
+        self.recovered.retain(|_, t| now - *t < memory);
     }
 
     // ---------------------------------------------------------------- decisions
@@ -833,6 +1117,9 @@ impl Router {
         }
         if !reads.is_empty() {
             out.effects.push(Effect::ReadCases(reads));
+        }
+        if ready {
+            self.maybe_reconcile(now, out);
         }
         self.cases.retain(|_, c| {
             c.active.is_some() || !c.pending.is_empty() || c.recover || c.snap == Snap::Requested
@@ -885,7 +1172,7 @@ impl Router {
         let raised: Vec<RowId> = self
             .rows
             .iter()
-            .filter(|(_, r)| matches!(r.stage, Stage::Raised { .. }))
+            .filter(|(_, r)| matches!(r.stage, Stage::Raised { .. } | Stage::RaiseWait { .. }))
             .map(|(id, _)| id.clone())
             .collect();
         for id in raised {
@@ -895,10 +1182,8 @@ impl Router {
                     result: None,
                 };
             }
-            if let Some(req) = self.route_request(&id) {
-                out.effects.push(Effect::Raise(req));
-                reraised += 1;
-            }
+            self.raise(now, &id, out);
+            reraised += 1;
         }
         let mut rerouting = 0;
         if self.settings.reroute_lost_on_switchover {
@@ -937,7 +1222,14 @@ impl Router {
         let plan = rules::plan_case(&backlog);
         for (id, note) in plan.superseded {
             self.take_from_pending(case_id, &id);
-            self.close(now, &id, None, note, out);
+            // A row claimed and raised in an earlier life may have its interaction live: the
+            // mark names it (the newer row then keeps, moves or disconnects it).
+            let own = self
+                .live
+                .values()
+                .find(|li| li.entry_id.as_ref() == Some(&id))
+                .map(|li| li.id.clone());
+            self.close(now, &id, own, note, out);
         }
         if let Some(id) = plan.disconnect {
             self.start_disconnect_row(now, case_id, &id, out);
@@ -997,10 +1289,24 @@ impl Router {
         };
         let workgroup = r.row.workgroup.clone();
         let attempts = r.row.attempts;
+        let seen_at = r.seen_at;
         let snap = match &self.cases.get(case_id).map(|c| &c.snap) {
-            Some(Snap::Fresh(s)) => s.clone(),
+            Some(Snap::Fresh(s)) => s.as_deref().cloned(),
             _ => return,
         };
+        // Configuration read before this row was seen may not know what the row names (a
+        // mapping, workgroup or skill added moments ago): read it again before judging.
+        let unknown_queue = snap
+            .as_ref()
+            .is_some_and(|s| !s.is_closed && !self.monitored.contains_key(&s.owner_id));
+        if unknown_queue && self.mappings_as_of.is_none_or(|t| t < seen_at) {
+            self.want_mappings(now, out);
+            return;
+        }
+        if self.validate(id).is_err() && self.config_as_of.is_none_or(|t| t < seen_at) {
+            self.want_cic_config(now, out);
+            return;
+        }
         self.take_from_pending(case_id, id);
         self.activate(case_id, id, true);
 
@@ -1080,6 +1386,189 @@ impl Router {
         }
     }
 
+    fn want_mappings(&mut self, now: DateTime<Utc>, out: &mut Out) {
+        if refresh_due(self.mappings_refresh, now) {
+            self.mappings_refresh = Refresh::Requested;
+            out.effects.push(Effect::ReadMappings);
+        }
+    }
+
+    fn want_cic_config(&mut self, now: DateTime<Utc>, out: &mut Out) {
+        if refresh_due(self.config_refresh, now) {
+            self.config_refresh = Refresh::Requested;
+            out.effects.push(Effect::ReadCicConfig);
+        }
+    }
+
+    fn maybe_reconcile(&mut self, now: DateTime<Utc>, out: &mut Out) {
+        if self.settings.reconcile_interval.is_none() {
+            return;
+        }
+        let due = match self.reconcile {
+            ReconcileState::Due => true,
+            ReconcileState::At(t) => t <= now,
+            ReconcileState::Requested => false,
+        };
+        if !due {
+            return;
+        }
+        self.reconcile = ReconcileState::Requested;
+        let live_cases: BTreeSet<CaseId> = self
+            .live
+            .values()
+            .filter_map(|li| li.case_id.clone())
+            .collect();
+        let mut queues: Vec<String> = self.monitored.keys().cloned().collect();
+        queues.sort();
+        out.effects.push(Effect::ReadForReconcile {
+            queues,
+            since: now - self.settings.reconcile_lookback,
+            live_cases: live_cases.into_iter().collect(),
+        });
+    }
+
+    /// Where Salesforce says the case should have a live interaction: open, owned by a
+    /// monitored queue, its newest route row `Processed` with an interaction, and no reply or
+    /// close after that row. Returns the workgroup of the owning queue.
+    fn expected_workgroup(&self, s: &CaseSnapshot) -> Option<String> {
+        if s.is_closed {
+            return None;
+        }
+        let workgroup = self.monitored.get(&s.owner_id)?;
+        let last = s.last_route_row.as_ref()?;
+        if last.status != RowStatus::Processed || last.interaction_id.is_none() {
+            return None;
+        }
+        if s.last_closing_row_at
+            .is_some_and(|c| c >= last.created_date)
+        {
+            return None;
+        }
+        Some(workgroup.clone())
+    }
+
+    /// Why a live interaction of this case should not be live, if it should not.
+    fn stray_reason(&self, li: &LiveInteraction, s: Option<&CaseSnapshot>) -> Option<String> {
+        let Some(s) = s else {
+            return Some("the case is deleted".to_owned());
+        };
+        if s.is_closed {
+            return Some("the case is closed".to_owned());
+        }
+        let answered = match (s.last_closing_row_at, &s.last_route_row) {
+            (Some(c), Some(r)) => c >= r.created_date,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        let disconnects = match s.last_closing_event {
+            Some(RowEvent::CaseClosed) => true,
+            Some(RowEvent::AgentReply) => self.settings.auto_disconnect_on_reply,
+            _ => false,
+        };
+        if answered && disconnects {
+            return Some("the case was answered".to_owned());
+        }
+        // A newer route row made another interaction the case's own, and that one is live.
+        if let Some(r) = &s.last_route_row {
+            if let Some(own) = &r.interaction_id {
+                if r.status == RowStatus::Processed
+                    && *own != li.id
+                    && li.entry_id.as_ref() != Some(&r.id)
+                    && self.live.contains_key(own)
+                {
+                    return Some(format!(
+                        "the case's interaction is {own}, routed by a newer row"
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    /// A case reconciliation must leave alone: rows of it are held here, or were since the
+    /// reconciliation's queries started (their answer may predate what those rows did).
+    fn case_busy(&self, case_id: &CaseId, as_of: DateTime<Utc>) -> bool {
+        self.cases.contains_key(case_id) || self.case_seen.get(case_id).is_some_and(|t| *t >= as_of)
+    }
+
+    fn on_reconcile(
+        &mut self,
+        now: DateTime<Utc>,
+        as_of: DateTime<Utc>,
+        live_cases: Vec<CaseId>,
+        found: Vec<CaseSnapshot>,
+        out: &mut Out,
+    ) {
+        if let Some(interval) = self.settings.reconcile_interval {
+            self.reconcile = ReconcileState::At(now + interval);
+        }
+        self.reconciled_at = Some(now);
+        if !self.cic_ready() || !self.mappings_loaded {
+            // The live picture is incomplete: judge nothing now.
+            self.reconcile = ReconcileState::Due;
+            return;
+        }
+        let asked: HashSet<CaseId> = live_cases.into_iter().collect();
+        let found: BTreeMap<CaseId, CaseSnapshot> =
+            found.into_iter().map(|c| (c.id.clone(), c)).collect();
+        let mut rerouted = 0;
+        let mut disconnected = 0;
+        // Cases that should have a live interaction and have none in their workgroup.
+        if self.settings.reroute_lost_on_switchover {
+            for (id, s) in &found {
+                if self.case_busy(id, as_of) || self.recovered.contains_key(id) {
+                    continue;
+                }
+                let Some(workgroup) = self.expected_workgroup(s) else {
+                    continue;
+                };
+                if self.live_of_case(id).any(|li| li.workgroup == workgroup) {
+                    continue;
+                }
+                out.effects.push(Effect::InsertRow(NewRoutingRow {
+                    case_id: id.clone(),
+                    event: RowEvent::SwitchoverRecovery,
+                    queue_id: Some(s.owner_id.clone()),
+                    workgroup,
+                    skills: s.skills.clone(),
+                    case_number: s.case_number.clone(),
+                    subject: s.subject.clone(),
+                    from_address: s.supplied_email.clone(),
+                    from_name: s.supplied_name.clone(),
+                }));
+                self.recovered.insert(id.clone(), now);
+                rerouted += 1;
+            }
+        }
+        // Live interactions of cases that should have none (or another one).
+        let live: Vec<LiveInteraction> = self.live.values().cloned().collect();
+        for li in live {
+            let Some(case_id) = li.case_id.clone() else {
+                continue;
+            };
+            if !asked.contains(&case_id) && !found.contains_key(&case_id) {
+                continue; // appeared after the queries
+            }
+            if self.case_busy(&case_id, as_of) || self.stray_disconnects.contains_key(&li.id) {
+                continue;
+            }
+            if let Some(why) = self.stray_reason(&li, found.get(&case_id)) {
+                out.effects.push(Effect::Disconnect {
+                    interaction: li.id.clone(),
+                    case_id: case_id.clone(),
+                });
+                self.stray_disconnects
+                    .insert(li.id.clone(), (case_id, format!("reconciliation: {why}")));
+                disconnected += 1;
+            }
+        }
+        out.notify(Notice::Reconciled {
+            cases: found.len(),
+            rerouted,
+            disconnected,
+        });
+    }
+
     fn validate(&self, id: &RowId) -> Result<(), String> {
         let r = self.rows.get(id).ok_or("row vanished")?;
         let skills = rules::parse_skills(&r.row.skills)?;
@@ -1120,23 +1609,22 @@ impl Router {
                     result: None,
                 };
             }
-            if let Some(req) = self.route_request(id) {
-                out.effects.push(Effect::Raise(req));
-            }
+            self.raise(now, id, out);
             return;
         }
         let Some(r) = self.rows.get_mut(id) else {
             return;
         };
-        r.stage = Stage::Claiming;
-        out.writes.push(RowUpdate {
-            id: id.clone(),
-            status: RowStatus::Processing,
-            attempts: Some(r.row.attempts + 1),
-            interaction_id: None,
-            error: None,
-            processed_at: None,
-        });
+        r.stage = Stage::Claiming { retry_at: None };
+        out.writes.push(claim_update(r));
+    }
+
+    /// Sends the handler notification of a claimed row (and remembers the entry as ours).
+    fn raise(&mut self, now: DateTime<Utc>, id: &RowId, out: &mut Out) {
+        if let Some(req) = self.route_request(id) {
+            self.raised_entries.insert(id.clone(), now);
+            out.effects.push(Effect::Raise(req));
+        }
     }
 
     fn route_request(&self, id: &RowId) -> Option<RouteRequest> {
@@ -1325,6 +1813,26 @@ impl Router {
             }
         }
         self.finished.insert(id.clone(), now);
+    }
+}
+
+fn refresh_due(r: Refresh, now: DateTime<Utc>) -> bool {
+    match r {
+        Refresh::Idle => true,
+        Refresh::Requested => false,
+        Refresh::Failed(at) => at <= now,
+    }
+}
+
+/// The claim: `Processing`, one more attempt.
+fn claim_update(r: &Row) -> RowUpdate {
+    RowUpdate {
+        id: r.row.id.clone(),
+        status: RowStatus::Processing,
+        attempts: Some(r.row.attempts + 1),
+        interaction_id: None,
+        error: None,
+        processed_at: None,
     }
 }
 

@@ -620,3 +620,359 @@ fn an_interaction_lost_while_its_row_is_being_marked_is_rerouted() {
     assert_eq!(live.len(), 1, "the lost interaction is routed again");
     assert!(w.rows.values().any(|r| r.event == "SwitchoverRecovery"));
 }
+
+// ------------------------------------------------------------------ issue 8 regressions
+
+#[test]
+fn a_queue_change_written_while_the_router_was_down_is_routed_after_a_crash_mid_route() {
+    let mut w = world();
+    let case = w.add_case(FR, "");
+    let first = w.add_row(&case, "New", "Support_FR", "");
+    // The router claims and raises, the interaction is created, and the process dies before
+    // its mark reaches Salesforce.
+    w.lose_marks = true;
+    w.push(std::slice::from_ref(&first));
+    w.settle();
+    assert_eq!(w.status(&first), RowStatus::Processing);
+    let old = w.live_of(&case)[0].id.clone();
+    // While it is down the case moves to another monitored queue.
+    w.cases.get_mut(&case).unwrap().owner_id = EN.into();
+    let moved = w.add_row(&case, "QueueChanged", "Support_EN", "");
+    w.tick(1);
+    w.restart(settings());
+    w.run_to_quiescence(50);
+
+    assert_eq!(w.status(&first), RowStatus::Processed);
+    assert_eq!(
+        w.row(&first).interaction_id.as_ref(),
+        Some(&old),
+        "the superseded row still names the interaction it created"
+    );
+    assert_eq!(w.status(&moved), RowStatus::Processed);
+    let live = w.live_of(&case);
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_eq!(live[0].workgroup, "Support_EN");
+    assert!(!w.ix[&old].live);
+}
+
+#[test]
+fn a_salesforce_write_outage_fails_no_good_row_and_every_row_ends_once_it_is_over() {
+    let mut w = world();
+    let cases: Vec<CaseId> = (0..5).map(|_| w.add_case(EN, "English")).collect();
+    let rows: Vec<RowId> = cases
+        .iter()
+        .map(|c| w.add_row(c, "New", "Support_EN", "English"))
+        .collect();
+    // Far more failed writes than max_attempts (5) would ever allow.
+    w.fail_writes(60);
+    w.push(&rows);
+    w.settle();
+    assert_eq!(
+        w.router.status().writes_waiting,
+        5,
+        "every claim waits for Salesforce"
+    );
+    for _ in 0..200 {
+        if w.failing_writes == 0 {
+            break;
+        }
+        w.tick(5);
+        w.settle();
+    }
+    assert_eq!(w.failing_writes, 0, "the outage was exercised");
+    w.run_to_quiescence(40);
+    for (case, row) in cases.iter().zip(&rows) {
+        assert_eq!(
+            w.status(row),
+            RowStatus::Processed,
+            "{:?}",
+            w.row(row).error
+        );
+        assert_eq!(w.live_of(case).len(), 1);
+        assert_eq!(w.created_per_entry.get(row), Some(&1));
+    }
+    assert_eq!(w.router.status().writes_waiting, 0);
+}
+
+#[test]
+fn rows_waiting_for_a_failed_write_are_reported_and_never_left_to_the_sweep() {
+    let mut w = world();
+    let case = w.add_case(EN, "");
+    let row = w.add_row(&case, "New", "Support_EN", "");
+    w.fail_writes(1000);
+    w.push(std::slice::from_ref(&row));
+    w.settle();
+    for _ in 0..100 {
+        w.tick(30);
+        w.settle();
+    }
+    assert_eq!(w.router.status().writes_waiting, 1);
+    assert_eq!(w.status(&row), RowStatus::New);
+    // 50 minutes later a sweep sees the row: it is held, not a missed push.
+    w.sweep();
+    w.settle();
+    assert!(
+        !w.notices
+            .iter()
+            .any(|n| matches!(n, Notice::PushLost { .. })),
+        "a row waiting for its write is not a lost push"
+    );
+    w.fail_writes(0);
+    w.run_to_quiescence(20);
+    assert_eq!(w.status(&row), RowStatus::Processed);
+}
+
+#[test]
+fn a_failed_push_fetch_is_retried_without_waiting_for_the_sweep() {
+    let mut w = world();
+    let case = w.add_case(EN, "");
+    let row = w.add_row(&case, "New", "Support_EN", "");
+    w.fail_fetches = 2;
+    w.push(std::slice::from_ref(&row));
+    w.settle();
+    assert_eq!(w.status(&row), RowStatus::New);
+    for _ in 0..10 {
+        w.tick(2);
+        w.settle();
+    }
+    assert_eq!(w.status(&row), RowStatus::Processed);
+    assert_eq!(w.fail_fetches, 0);
+}
+
+#[test]
+fn a_queue_mapped_moments_ago_is_read_before_a_row_is_judged_left_routing() {
+    let mut w = world();
+    // A new queue and its mapping, unknown to the router's cached mappings.
+    const NEW: &str = "00GNW0000000000001";
+    w.mappings.push(QueueMapping {
+        queue_id: NEW.into(),
+        queue_name: "Support NEW".into(),
+        workgroup: "Support_EN".into(),
+    });
+    w.tick(1);
+    let case = w.add_case(NEW, "");
+    let row = w.add_row(&case, "New", "Support_EN", "");
+    w.push(std::slice::from_ref(&row));
+    w.settle();
+    assert_eq!(w.mapping_reads, 1, "the mappings are read again first");
+    assert_eq!(w.status(&row), RowStatus::Processed);
+    assert_eq!(w.live_of(&case).len(), 1, "{:?}", w.row(&row).error);
+}
+
+#[test]
+fn a_row_of_a_queue_that_truly_left_routing_is_judged_after_one_fresh_read() {
+    let mut w = world();
+    let case = w.add_case(EN, "");
+    w.tick(1);
+    let row = w.add_row(&case, "New", "Support_EN", "");
+    w.cases.get_mut(&case).unwrap().owner_id = UNMONITORED.into();
+    w.push(std::slice::from_ref(&row));
+    w.settle();
+    assert_eq!(w.mapping_reads, 1);
+    assert_eq!(w.status(&row), RowStatus::Processed);
+    assert!(w.live_of(&case).is_empty());
+    assert!(
+        w.row(&row)
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("no monitored queue")),
+        "{:?}",
+        w.row(&row).error
+    );
+}
+
+#[test]
+fn a_skill_added_in_cic_moments_ago_is_read_before_the_row_fails() {
+    let mut w = world();
+    w.skills.push("Klingon".into());
+    w.tick(1);
+    let case = w.add_case(EN, "Klingon");
+    let row = w.add_row(&case, "New", "Support_EN", "Klingon");
+    w.push(std::slice::from_ref(&row));
+    w.settle();
+    assert_eq!(w.config_reads, 1);
+    assert_eq!(
+        w.status(&row),
+        RowStatus::Processed,
+        "{:?}",
+        w.row(&row).error
+    );
+}
+
+/// Runs the periodic reconciliation once.
+fn reconcile(w: &mut World) {
+    let before = w.reconcile_reads;
+    for _ in 0..80 {
+        w.tick(5);
+        w.settle();
+        if w.reconcile_reads > before {
+            return;
+        }
+    }
+    panic!("no reconciliation within 400 s");
+}
+
+#[test]
+fn a_deleted_case_has_its_live_interaction_disconnected_by_reconciliation() {
+    let mut w = world();
+    let case = w.add_case(EN, "");
+    let row = w.add_row(&case, "New", "Support_EN", "");
+    w.push(std::slice::from_ref(&row));
+    w.settle();
+    let iid = w.live_of(&case)[0].id.clone();
+    w.cases.remove(&case);
+    reconcile(&mut w);
+    w.run_to_quiescence(5);
+    assert!(
+        !w.ix[&iid].live,
+        "the interaction of a deleted case is disconnected"
+    );
+    assert!(w.notices.iter().any(|n| matches!(
+        n,
+        Notice::Disconnected { why, .. } if why.contains("deleted")
+    )));
+}
+
+#[test]
+fn a_closed_case_whose_close_was_never_handled_is_disconnected_by_reconciliation() {
+    let mut w = world();
+    let case = w.add_case(EN, "");
+    let row = w.add_row(&case, "New", "Support_EN", "");
+    w.push(std::slice::from_ref(&row));
+    w.settle();
+    let iid = w.live_of(&case)[0].id.clone();
+    // closed with the triggers off (a data load): no CaseClosed row
+    w.cases.get_mut(&case).unwrap().is_closed = true;
+    reconcile(&mut w);
+    w.settle();
+    assert!(!w.ix[&iid].live);
+}
+
+#[test]
+fn interactions_lost_while_the_router_was_stopped_are_rerouted_once_at_start_up() {
+    let mut w = world();
+    let cases: Vec<CaseId> = (0..10).map(|_| w.add_case(EN, "")).collect();
+    for c in &cases {
+        let r = w.add_row(c, "New", "Support_EN", "");
+        w.push(&[r]);
+    }
+    w.settle();
+    // The router stops; CIC switches over without interaction recovery; the router starts.
+    for i in w.ix.values_mut() {
+        i.live = false;
+    }
+    w.handler.clear();
+    w.tick(30);
+    w.restart(settings());
+    w.run_to_quiescence(20);
+    for c in &cases {
+        let live = w.live_of(c);
+        assert_eq!(live.len(), 1, "case {c} is live again");
+        assert_eq!(live[0].workgroup, "Support_EN");
+    }
+    let recovery_rows = w
+        .rows
+        .values()
+        .filter(|r| r.event == "SwitchoverRecovery")
+        .count();
+    assert_eq!(recovery_rows, 10, "one audit row per re-routed case");
+    // Later passes find nothing to do.
+    reconcile(&mut w);
+    w.run_to_quiescence(5);
+    assert_eq!(
+        w.rows
+            .values()
+            .filter(|r| r.event == "SwitchoverRecovery")
+            .count(),
+        10
+    );
+}
+
+#[test]
+fn reconciliation_leaves_answered_and_agent_owned_cases_alone() {
+    let mut w = world();
+    let answered = w.add_case(EN, "");
+    let taken = w.add_case(EN, "");
+    for c in [&answered, &taken] {
+        let r = w.add_row(c, "New", "Support_EN", "");
+        w.push(&[r]);
+    }
+    w.settle();
+    let reply = w.add_row(&answered, "AgentReply", "Support_EN", "");
+    w.push(&[reply]);
+    w.settle();
+    // An agent takes the other case: its interaction stays (routing.md §2).
+    w.cases.get_mut(&taken).unwrap().owner_id = AGENT.into();
+    let kept = w.live_of(&taken)[0].id.clone();
+    // Everything is lost in CIC.
+    for i in w.ix.values_mut() {
+        if i.id != kept {
+            i.live = false;
+        }
+    }
+    w.tick(30);
+    w.restart(settings());
+    w.run_to_quiescence(10);
+    reconcile(&mut w);
+    w.run_to_quiescence(10);
+    assert!(
+        w.live_of(&answered).is_empty(),
+        "an answered case is not re-routed"
+    );
+    assert!(w.ix[&kept].live, "an agent's case keeps its interaction");
+    assert_eq!(
+        w.rows
+            .values()
+            .filter(|r| r.event == "SwitchoverRecovery")
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn reconciliation_does_not_reroute_when_rerouting_is_off() {
+    let mut w = World::new(Settings {
+        reroute_lost_on_switchover: false,
+        ..settings()
+    });
+    w.settle();
+    let case = w.add_case(EN, "");
+    let r = w.add_row(&case, "New", "Support_EN", "");
+    w.push(&[r]);
+    w.settle();
+    for i in w.ix.values_mut() {
+        i.live = false;
+    }
+    w.handler.clear();
+    w.restart(Settings {
+        reroute_lost_on_switchover: false,
+        ..settings()
+    });
+    w.run_to_quiescence(10);
+    assert!(w.live_of(&case).is_empty());
+    assert!(w.reconcile_reads > 0);
+}
+
+#[test]
+fn a_result_for_an_entry_this_router_never_raised_reveals_another_router() {
+    let mut w = world();
+    let case = w.add_case(EN, "");
+    let row = w.add_row(&case, "New", "Support_EN", "");
+    w.push(std::slice::from_ref(&row));
+    w.settle();
+    assert!(
+        w.router.status().other_router_at.is_none(),
+        "its own results are not a sign"
+    );
+    w.inputs.push_back(Input::RouteResult {
+        entry_id: RowId::from("a01OTHER000000001"),
+        outcome: RouteOutcome::Created(InteractionId::from("9999")),
+    });
+    w.settle();
+    assert!(w.router.status().other_router_at.is_some());
+    assert!(
+        w.notices
+            .iter()
+            .any(|n| matches!(n, Notice::OtherRouter { .. }))
+    );
+}

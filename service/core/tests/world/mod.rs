@@ -48,6 +48,22 @@ pub struct World {
     pub write_calls: usize,
     pub watched: Vec<String>,
     pub inputs: VecDeque<Input>,
+    /// Salesforce's mapping table and CIC's configuration, as re-reads return them.
+    pub mappings: Vec<QueueMapping>,
+    pub workgroups: Vec<WorkgroupInfo>,
+    pub skills: Vec<String>,
+    pub mapping_reads: usize,
+    pub config_reads: usize,
+    pub reconcile_reads: usize,
+    /// When each case was created (absent: at the start).
+    pub case_created: HashMap<CaseId, DateTime<Utc>>,
+    /// Row writes still to fail (a Salesforce outage).
+    pub failing_writes: usize,
+    /// Row fetches still to fail.
+    pub fail_fetches: usize,
+    /// When set, final marks (`Processed`/`Failed`) are lost: the process dies before they
+    /// reach Salesforce (a kill between raising and marking).
+    pub lose_marks: bool,
     next_id: u64,
     seq: u64,
 }
@@ -76,10 +92,20 @@ impl World {
             write_calls: 0,
             watched: Vec::new(),
             inputs: VecDeque::new(),
+            mappings: Vec::new(),
+            workgroups: Vec::new(),
+            skills: Vec::new(),
+            mapping_reads: 0,
+            config_reads: 0,
+            reconcile_reads: 0,
+            case_created: HashMap::new(),
+            failing_writes: 0,
+            fail_fetches: 0,
+            lose_marks: false,
             next_id: 1,
             seq: 0,
         };
-        w.inputs.push_back(Input::Mappings(vec![
+        w.mappings = vec![
             QueueMapping {
                 queue_id: EN.into(),
                 queue_name: "Support EN".into(),
@@ -90,24 +116,20 @@ impl World {
                 queue_name: "Support FR".into(),
                 workgroup: "Support_FR".into(),
             },
-        ]));
-        w.inputs.push_back(Input::CicConfig {
-            workgroups: vec![
-                WorkgroupInfo {
-                    name: "Support_EN".into(),
-                    acd_email: true,
-                },
-                WorkgroupInfo {
-                    name: "Support_FR".into(),
-                    acd_email: true,
-                },
-                WorkgroupInfo {
-                    name: "Operators".into(),
-                    acd_email: false,
-                },
-            ],
-            skills: vec!["English".into(), "French".into(), "Premium".into()],
+        ];
+        w.workgroups = ["Support_EN", "Support_FR", "Operators"]
+            .into_iter()
+            .map(|n| WorkgroupInfo {
+                name: n.into(),
+                acd_email: n != "Operators",
+            })
+            .collect();
+        w.skills = vec!["English".into(), "French".into(), "Premium".into()];
+        w.inputs.push_back(Input::Mappings {
+            mappings: w.mappings.clone(),
+            as_of: t0(),
         });
+        w.inputs.push_back(w.cic_config(t0()));
         w.inputs.push_back(Input::IcwsUp);
         w
     }
@@ -132,6 +154,8 @@ impl World {
                 supplied_name: "Customer".into(),
                 last_closing_row_at: None,
                 last_route_row_at: None,
+                last_route_row: None,
+                last_closing_event: None,
             },
         );
         id
@@ -306,6 +330,14 @@ impl World {
     fn apply(&mut self, e: Effect) {
         match e {
             Effect::FetchRows(ids) => {
+                if self.fail_fetches > 0 {
+                    self.fail_fetches -= 1;
+                    self.inputs.push_back(Input::FetchFailed {
+                        ids,
+                        error: "503".into(),
+                    });
+                    return;
+                }
                 let rows = ids
                     .iter()
                     .filter_map(|i| self.rows.get(i).cloned())
@@ -316,30 +348,43 @@ impl World {
                 });
             }
             Effect::ReadCases(ids) => {
-                let found = ids
-                    .iter()
-                    .filter_map(|i| self.cases.get(i).cloned())
-                    .map(|mut c| {
-                        c.last_closing_row_at = self
-                            .rows
-                            .values()
-                            .filter(|r| r.case_id.as_ref() == Some(&c.id))
-                            .filter(|r| r.event == "AgentReply" || r.event == "CaseClosed")
-                            .map(|r| r.created_date)
-                            .max();
-                        c.last_route_row_at = self
-                            .rows
-                            .values()
-                            .filter(|r| r.case_id.as_ref() == Some(&c.id))
-                            .filter(|r| RowEvent::parse(&r.event).is_some_and(RowEvent::is_route))
-                            .filter(|r| r.status != RowStatus::Failed)
-                            .map(|r| r.created_date)
-                            .max();
-                        c
-                    })
-                    .collect();
+                let found = ids.iter().filter_map(|i| self.case_view(i)).collect();
                 self.inputs.push_back(Input::Cases {
                     requested: ids,
+                    found,
+                });
+            }
+            Effect::ReadMappings => {
+                self.mapping_reads += 1;
+                self.inputs.push_back(Input::Mappings {
+                    mappings: self.mappings.clone(),
+                    as_of: self.now,
+                });
+            }
+            Effect::ReadCicConfig => {
+                self.config_reads += 1;
+                self.inputs.push_back(self.cic_config(self.now));
+            }
+            Effect::ReadForReconcile {
+                queues,
+                since,
+                live_cases,
+            } => {
+                self.reconcile_reads += 1;
+                let mut ids: Vec<CaseId> = self
+                    .cases
+                    .values()
+                    .filter(|c| !c.is_closed && queues.contains(&c.owner_id))
+                    .filter(|c| self.case_created.get(&c.id).is_none_or(|t| *t >= since))
+                    .map(|c| c.id.clone())
+                    .collect();
+                ids.extend(live_cases.iter().cloned());
+                ids.sort();
+                ids.dedup();
+                let found = ids.iter().filter_map(|i| self.case_view(i)).collect();
+                self.inputs.push_back(Input::Reconcile {
+                    as_of: self.now,
+                    live_cases,
                     found,
                 });
             }
@@ -347,6 +392,14 @@ impl World {
                 self.write_calls += 1;
                 let mut results = Vec::new();
                 for u in updates {
+                    if self.lose_marks && u.status.is_final() {
+                        continue;
+                    }
+                    if self.failing_writes > 0 {
+                        self.failing_writes -= 1;
+                        results.push((u.id, WriteResult::Retry("503 Service Unavailable".into())));
+                        continue;
+                    }
                     let res = match self.rows.get_mut(&u.id) {
                         None => WriteResult::Gone,
                         Some(r) => {
@@ -459,6 +512,67 @@ impl World {
             }
             Effect::Notify(n) => self.notices.push(n),
         }
+    }
+
+    /// The case as the Salesforce client reads it: its fields and its routing history.
+    pub fn case_view(&self, id: &CaseId) -> Option<CaseSnapshot> {
+        let mut c = self.cases.get(id)?.clone();
+        let rows: Vec<&RoutingRow> = self
+            .rows
+            .values()
+            .filter(|r| r.case_id.as_ref() == Some(&c.id))
+            .collect();
+        let closing = rows
+            .iter()
+            .filter(|r| r.event == "AgentReply" || r.event == "CaseClosed")
+            .max_by_key(|r| r.created_date);
+        c.last_closing_row_at = closing.map(|r| r.created_date);
+        c.last_closing_event = closing.and_then(|r| RowEvent::parse(&r.event));
+        let route = rows
+            .iter()
+            .filter(|r| RowEvent::parse(&r.event).is_some_and(RowEvent::is_route))
+            .filter(|r| r.status != RowStatus::Failed)
+            .max_by_key(|r| r.created_date);
+        c.last_route_row_at = route.map(|r| r.created_date);
+        c.last_route_row = route.map(|r| RowSummary {
+            id: r.id.clone(),
+            status: r.status,
+            workgroup: r.workgroup.clone(),
+            interaction_id: r.interaction_id.clone(),
+            created_date: r.created_date,
+        });
+        Some(c)
+    }
+
+    pub fn cic_config(&self, as_of: DateTime<Utc>) -> Input {
+        Input::CicConfig {
+            workgroups: self.workgroups.clone(),
+            skills: self.skills.clone(),
+            as_of,
+        }
+    }
+
+    /// The router process dies and a new one starts: memory lost, Salesforce and CIC are the
+    /// truth. Anything in flight is lost with it.
+    pub fn restart(&mut self, settings: Settings) {
+        self.inputs.clear();
+        self.held.clear();
+        self.lose_marks = false;
+        self.router = Router::new(settings);
+        self.watched.clear();
+        self.inputs.push_back(Input::Mappings {
+            mappings: self.mappings.clone(),
+            as_of: self.now,
+        });
+        self.inputs.push_back(self.cic_config(self.now));
+        self.inputs.push_back(Input::IcwsUp);
+        self.settle();
+        self.scan();
+    }
+
+    /// A Salesforce write outage: the next `n` row writes fail with a transient error.
+    pub fn fail_writes(&mut self, n: usize) {
+        self.failing_writes = n;
     }
 
     pub fn status(&self, row: &RowId) -> RowStatus {

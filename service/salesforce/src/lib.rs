@@ -16,12 +16,14 @@ mod rest;
 mod stats;
 pub mod streaming;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sors_core::model::{
-    CaseId, CaseSnapshot, NewRoutingRow, RoutingRow, RowEvent, RowId, RowStatus, RowUpdate,
+    CaseId, CaseSnapshot, InteractionId, NewRoutingRow, RoutingRow, RowEvent, RowId, RowStatus,
+    RowSummary, RowUpdate, WriteResult,
 };
 use tracing::{info, warn};
 
@@ -205,39 +207,108 @@ impl Salesforce {
                 .iter()
                 .filter_map(|r| records::parse_case(n, r))
                 .collect();
-            // The case's routing history: newest closing row (any status) and newest route
-            // row that did not fail.
-            let soql = format!(
-                "SELECT {}, {}, {}, CreatedDate FROM {} WHERE {} IN {}",
-                n.row_case,
-                n.row_event,
-                n.row_status,
-                n.routing_object,
-                n.row_case,
-                soql_list(chunk.iter().map(|c| c.as_str()))
-            );
-            let history = self.inner.rest.query(&soql).await?;
-            for r in &history {
-                let field = |f: &str| r.get(f).and_then(Value::as_str).unwrap_or_default();
-                let Some(created) = records::parse_datetime(field("CreatedDate")) else {
-                    continue;
-                };
-                let Some(snap) = snapshots
-                    .iter_mut()
-                    .find(|s| s.id.as_str() == field(&n.row_case))
-                else {
-                    continue;
-                };
-                let event = field(&n.row_event);
-                if event == RowEvent::AgentReply.as_str() || event == RowEvent::CaseClosed.as_str()
-                {
-                    snap.last_closing_row_at = snap.last_closing_row_at.max(Some(created));
-                } else if field(&n.row_status) != RowStatus::Failed.as_str() {
-                    snap.last_route_row_at = snap.last_route_row_at.max(Some(created));
-                }
-            }
+            self.add_history(&mut snapshots).await?;
             out.extend(snapshots);
         }
+        Ok(out)
+    }
+
+    /// Fills each case's routing history: its newest closing row (any status) and its newest
+    /// route row that did not fail. One query per call (at most 200 cases).
+    async fn add_history(&self, snapshots: &mut [CaseSnapshot]) -> Result<()> {
+        if snapshots.is_empty() {
+            return Ok(());
+        }
+        let n = &self.inner.names;
+        let soql = format!(
+            "SELECT Id, {}, {}, {}, {}, {}, CreatedDate FROM {} WHERE {} IN {}",
+            n.row_case,
+            n.row_event,
+            n.row_status,
+            n.row_workgroup,
+            n.row_interaction_id,
+            n.routing_object,
+            n.row_case,
+            soql_list(snapshots.iter().map(|c| c.id.as_str()))
+        );
+        let history = self.inner.rest.query(&soql).await?;
+        let index: HashMap<String, usize> = snapshots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.0.clone(), i))
+            .collect();
+        for r in &history {
+            let field = |f: &str| r.get(f).and_then(Value::as_str).unwrap_or_default();
+            let Some(created) = records::parse_datetime(field("CreatedDate")) else {
+                continue;
+            };
+            let Some(snap) = index.get(field(&n.row_case)).map(|i| &mut snapshots[*i]) else {
+                continue;
+            };
+            let Some(event) = RowEvent::parse(field(&n.row_event)) else {
+                continue;
+            };
+            let status = RowStatus::parse(field(&n.row_status));
+            if !event.is_route() {
+                if snap.last_closing_row_at.is_none_or(|t| created > t) {
+                    snap.last_closing_row_at = Some(created);
+                    snap.last_closing_event = Some(event);
+                }
+            } else if let Some(status) = status.filter(|s| *s != RowStatus::Failed) {
+                if snap.last_route_row_at.is_none_or(|t| created > t) {
+                    snap.last_route_row_at = Some(created);
+                    let interaction = field(&n.row_interaction_id);
+                    snap.last_route_row = Some(RowSummary {
+                        id: RowId(field("Id").to_owned()),
+                        status,
+                        workgroup: field(&n.row_workgroup).to_owned(),
+                        interaction_id: (!interaction.is_empty())
+                            .then(|| InteractionId(interaction.to_owned())),
+                        created_date: created,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What reconciliation compares with CIC: the open cases created since `since` and owned
+    /// by one of `queues`, plus the cases named in `also` (the cases of live interactions,
+    /// however old; those missing from the answer are deleted), each with its routing history.
+    /// Costs one query (more pages for over 2,000 cases), one per 200 cases for their history,
+    /// and two per 200 of the `also` cases not already found.
+    pub async fn reconcile_view(
+        &self,
+        queues: &[String],
+        since: DateTime<Utc>,
+        also: &[CaseId],
+    ) -> Result<Vec<CaseSnapshot>> {
+        let n = &self.inner.names;
+        let mut out: Vec<CaseSnapshot> = Vec::new();
+        if !queues.is_empty() {
+            let soql = format!(
+                "SELECT {} FROM Case WHERE IsClosed = false AND OwnerId IN {} AND CreatedDate >= {}",
+                records::case_fields(n),
+                soql_list(queues.iter().map(String::as_str)),
+                records::format_datetime(&since)
+            );
+            let recs = self.inner.rest.query(&soql).await?;
+            let mut open: Vec<CaseSnapshot> = recs
+                .iter()
+                .filter_map(|r| records::parse_case(n, r))
+                .collect();
+            for chunk in open.chunks_mut(IDS_PER_QUERY) {
+                self.add_history(chunk).await?;
+            }
+            out.extend(open);
+        }
+        let have: HashSet<&str> = out.iter().map(|c| c.id.as_str()).collect();
+        let rest: Vec<CaseId> = also
+            .iter()
+            .filter(|c| !have.contains(c.as_str()))
+            .cloned()
+            .collect();
+        out.extend(self.cases(&rest).await?);
         Ok(out)
     }
 
@@ -307,7 +378,7 @@ impl Salesforce {
     /// `Err` only when nothing was written because every call failed as a whole (login,
     /// transport, rejected session, an API error on the call); per-record failures, and
     /// whole-call failures of some chunks only, come back as per-row errors.
-    pub async fn update_rows(
+    pub async fn update_rows_raw(
         &self,
         updates: &[RowUpdate],
     ) -> Result<Vec<(RowId, Result<(), SfError>)>> {
@@ -344,6 +415,36 @@ impl Salesforce {
             return Err(e.clone());
         }
         Ok(results)
+    }
+
+    /// Writes row updates (as [`Salesforce::update_rows_raw`]) and says, per row, what the
+    /// outcome means for the router: written, gone (deleted), to be tried again (Salesforce could
+    /// not take it now), or rejected for the row's own data. The router matches no Salesforce
+    /// error code itself.
+    pub async fn update_rows(&self, updates: &[RowUpdate]) -> Vec<(RowId, WriteResult)> {
+        match self.update_rows_raw(updates).await {
+            Ok(per_row) => per_row
+                .into_iter()
+                .map(|(id, r)| {
+                    let res = match r {
+                        Ok(()) => WriteResult::Ok,
+                        Err(e) => classify_write_error(&e),
+                    };
+                    (id, res)
+                })
+                .collect(),
+            Err(e) => {
+                let res = match classify_write_error(&e) {
+                    // A collection call refused as a whole is not about one row's data.
+                    WriteResult::Rejected(m) if updates.len() > 1 => WriteResult::Retry(m),
+                    other => other,
+                };
+                updates
+                    .iter()
+                    .map(|u| (u.id.clone(), res.clone()))
+                    .collect()
+            }
+        }
     }
 
     /// Inserts a routing row (`Status__c = New`).
@@ -456,3 +557,28 @@ fn push_topic_field_matches(key: &str, want: &Value, have: Option<&Value>) -> bo
 
 /// The most rows one sObject Collections call carries: `update_rows` splits larger batches.
 pub const MAX_BATCH: usize = COLLECTION_MAX;
+
+/// Error codes that are about one record's data: writing the same values again fails again.
+const ROW_DATA_CODES: &[&str] = &[
+    "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+    "FIELD_INTEGRITY_EXCEPTION",
+    "STRING_TOO_LONG",
+    "REQUIRED_FIELD_MISSING",
+    "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+    "INVALID_TYPE_ON_FIELD_IN_RECORD",
+    "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY",
+    "DUPLICATE_VALUE",
+    "MALFORMED_ID",
+    "NUMBER_OUTSIDE_VALID_RANGE",
+];
+
+/// What a failed row write means for the router: the row is gone, Salesforce refused the row's
+/// data, or anything else (transport, 5xx, session, locks, limits, configuration), which is
+/// tried again until Salesforce takes it.
+pub fn classify_write_error(e: &SfError) -> WriteResult {
+    match e.code() {
+        Some("ENTITY_IS_DELETED" | "NOT_FOUND") => WriteResult::Gone,
+        Some(code) if ROW_DATA_CODES.contains(&code) => WriteResult::Rejected(e.to_string()),
+        _ => WriteResult::Retry(e.to_string()),
+    }
+}

@@ -152,6 +152,8 @@ pub(crate) fn parse_case(n: &Names, r: &Record) -> Option<CaseSnapshot> {
         supplied_name: text(r, "SuppliedName"),
         last_closing_row_at: None,
         last_route_row_at: None,
+        last_route_row: None,
+        last_closing_event: None,
     })
 }
 

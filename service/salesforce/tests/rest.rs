@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use chrono::{TimeZone, Utc};
 use common::*;
 use serde_json::{Value, json};
-use sors_core::model::{CaseId, NewRoutingRow, RowEvent, RowId, RowStatus, RowUpdate};
+use sors_core::model::{CaseId, NewRoutingRow, RowEvent, RowId, RowStatus, RowUpdate, WriteResult};
 use sors_salesforce::{PushTopicOutcome, SfError};
 use wiremock::matchers::{body_partial_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -249,7 +249,7 @@ async fn retries_are_bounded_and_other_errors_are_not_retried() {
         error: None,
         processed_at: None,
     };
-    let err = sf.update_rows(&[upd]).await.expect_err("whole failure");
+    let err = sf.update_rows_raw(&[upd]).await.expect_err("whole failure");
     assert_eq!(err.code(), Some("FIELD_CUSTOM_VALIDATION_EXCEPTION"));
     let patches = s.received_requests().await.unwrap_or_default();
     assert_eq!(
@@ -277,7 +277,7 @@ async fn single_update_patches_the_row_with_truncated_error_and_iso_date() {
         .await;
     let sf = client(&s.uri());
     let res = sf
-        .update_rows(&[RowUpdate {
+        .update_rows_raw(&[RowUpdate {
             id: RowId::from("a01"),
             status: RowStatus::Processed,
             attempts: Some(2),
@@ -334,7 +334,7 @@ async fn collections_chunk_by_200_and_report_per_record_results() {
         .await;
     let sf = client(&s.uri());
     let updates: Vec<RowUpdate> = (0..450).map(claim).collect();
-    let res = sf.update_rows(&updates).await.expect("results");
+    let res = sf.update_rows_raw(&updates).await.expect("results");
     assert_eq!(res.len(), 450);
     for (i, (id, r)) in res.iter().enumerate() {
         assert_eq!(id, &updates[i].id);
@@ -539,11 +539,11 @@ async fn cases_read_snapshots_and_routing_history() {
         .await;
     Mock::given(method("GET"))
         .and(path(format!("{DATA}/query")))
-        .and(query_param("q", "SELECT Case__c, Event__c, Status__c, CreatedDate FROM Object_Routing_Queue__c WHERE Case__c IN ('500A', '500B', '500\\'X')"))
+        .and(query_param("q", "SELECT Id, Case__c, Event__c, Status__c, Workgroup__c, Interaction_Id__c, CreatedDate FROM Object_Routing_Queue__c WHERE Case__c IN ('500A')"))
         .respond_with(ResponseTemplate::new(200).set_body_json(query_page(vec![
-            json!({"Case__c":"500A","Event__c":"New","Status__c":"Processed","CreatedDate":"2024-01-01T00:00:01.000+0000"}),
-            json!({"Case__c":"500A","Event__c":"AgentReply","Status__c":"Processed","CreatedDate":"2024-01-01T00:00:02.000+0000"}),
-            json!({"Case__c":"500A","Event__c":"EmailReceived","Status__c":"Failed","CreatedDate":"2024-01-01T00:00:03.000+0000"}),
+            json!({"Id":"a01","Case__c":"500A","Event__c":"New","Status__c":"Processed","Workgroup__c":"WG","Interaction_Id__c":"1001","CreatedDate":"2024-01-01T00:00:01.000+0000"}),
+            json!({"Id":"a02","Case__c":"500A","Event__c":"AgentReply","Status__c":"Processed","Workgroup__c":"WG","Interaction_Id__c":null,"CreatedDate":"2024-01-01T00:00:02.000+0000"}),
+            json!({"Id":"a03","Case__c":"500A","Event__c":"EmailReceived","Status__c":"Failed","Workgroup__c":"WG","Interaction_Id__c":null,"CreatedDate":"2024-01-01T00:00:03.000+0000"}),
         ], None)))
         .mount(&s)
         .await;
@@ -567,6 +567,18 @@ async fn cases_read_snapshots_and_routing_history() {
         c.last_route_row_at,
         Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 1).single()
     );
+    // what reconciliation judges by: the newest route row that did not fail, and the
+    // newest closing row's event
+    let last = c.last_route_row.as_ref().expect("a route row");
+    assert_eq!(
+        (last.id.as_str(), last.status, last.workgroup.as_str()),
+        ("a01", RowStatus::Processed, "WG")
+    );
+    assert_eq!(
+        last.interaction_id.as_ref().map(|i| i.as_str()),
+        Some("1001")
+    );
+    assert_eq!(c.last_closing_event, Some(RowEvent::AgentReply));
 }
 
 #[tokio::test]
@@ -605,4 +617,61 @@ async fn rows_by_ids_and_sweep_queries() {
     assert!(qs[2].contains("'a0449')"));
     assert!(qs[3].ends_with("WHERE Status__c = 'New' AND CreatedDate < 2024-01-02T03:04:05.000Z ORDER BY CreatedDate, Id"), "{}", qs[3]);
     assert!(qs[4].ends_with("WHERE Case__c IN ('500A') AND Status__c IN ('New', 'Processing') ORDER BY CreatedDate, Id"), "{}", qs[4]);
+}
+
+/// The router matches no Salesforce code: the client says what a failed write means.
+#[tokio::test]
+async fn row_writes_come_back_classified_for_the_router() {
+    let s = server_with_login("T").await;
+    let patch = |id: &str, status: u16, code: &str| {
+        Mock::given(method("PATCH"))
+            .and(path(format!(
+                "{DATA}/sobjects/Object_Routing_Queue__c/{id}"
+            )))
+            .respond_with(
+                ResponseTemplate::new(status)
+                    .set_body_json(json!([{"message":"m","errorCode":code,"fields":[]}])),
+            )
+    };
+    patch("gone", 404, "NOT_FOUND").mount(&s).await;
+    patch("bad", 400, "FIELD_CUSTOM_VALIDATION_EXCEPTION")
+        .mount(&s)
+        .await;
+    patch("locked", 400, "UNABLE_TO_LOCK_ROW").mount(&s).await;
+    patch("down", 503, "SERVER_UNAVAILABLE").mount(&s).await;
+    Mock::given(method("PATCH"))
+        .and(path(format!("{DATA}/composite/sobjects")))
+        .respond_with(ResponseTemplate::new(503).set_body_string("unavailable"))
+        .mount(&s)
+        .await;
+    let sf = client(&s.uri());
+    let one = |id: &str| RowUpdate {
+        id: RowId::from(id),
+        status: RowStatus::Processed,
+        attempts: None,
+        interaction_id: None,
+        error: None,
+        processed_at: None,
+    };
+    let outcome = |v: Vec<(RowId, WriteResult)>| v.into_iter().next().map(|(_, r)| r);
+    assert_eq!(
+        outcome(sf.update_rows(&[one("gone")]).await),
+        Some(WriteResult::Gone)
+    );
+    assert!(matches!(
+        outcome(sf.update_rows(&[one("bad")]).await),
+        Some(WriteResult::Rejected(m)) if m.contains("FIELD_CUSTOM_VALIDATION_EXCEPTION")
+    ));
+    assert!(matches!(
+        outcome(sf.update_rows(&[one("locked")]).await),
+        Some(WriteResult::Retry(_))
+    ));
+    assert!(matches!(
+        outcome(sf.update_rows(&[one("down")]).await),
+        Some(WriteResult::Retry(_))
+    ));
+    // A collection call failing as a whole: every row is tried again, none is rejected.
+    let both = sf.update_rows(&[one("x1"), one("x2")]).await;
+    assert_eq!(both.len(), 2);
+    assert!(both.iter().all(|(_, r)| matches!(r, WriteResult::Retry(_))));
 }

@@ -88,6 +88,12 @@ impl Row {
     }
 }
 
+/// Orders rows as they were created: by `CreatedDate`, then by Id compared byte by byte (the
+/// order in which Salesforce issues Ids).
+pub fn creation_order(a: &Row, b: &Row) -> std::cmp::Ordering {
+    (a.created, a.id.as_bytes()).cmp(&(b.created, b.id.as_bytes()))
+}
+
 /// A case's final state.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CaseState {
@@ -217,6 +223,13 @@ impl Report {
         for row in ev.rows {
             rows_of.entry(row.case_id.as_str()).or_default().push(row);
         }
+        // Creation order. A query's `ORDER BY CreatedDate, Id` does not give it: rows written in
+        // the same millisecond (one save, or a case created and moved at once) tie on
+        // CreatedDate, and SOQL compares Id text case-insensitively, while Ids are issued in
+        // case-sensitive base-62 order ("…7Z" before "…7a").
+        for rows in rows_of.values_mut() {
+            rows.sort_by(|a, b| creation_order(a, b));
+        }
         let mut by_case: HashMap<&str, Vec<&InteractionInfo>> = HashMap::new();
         let mut by_entry: HashMap<&str, Vec<&InteractionInfo>> = HashMap::new();
         for i in ev.interactions {
@@ -340,10 +353,14 @@ impl Report {
                             Class::Lost,
                             &case.id,
                             format!(
-                                "case {} should be live in {}, is live in: {}",
+                                "case {} should be live in {}, is live in: {}; its rows: {}",
                                 case.id,
                                 row.workgroup,
-                                ids(&live)
+                                ids(&live),
+                                rows.iter()
+                                    .map(|r| r.describe())
+                                    .collect::<Vec<_>>()
+                                    .join("; ")
                             ),
                         );
                     }
@@ -746,6 +763,42 @@ mod tests {
             ),
         ];
         let ixs = [ix("i1", "c1", "r1", "Support_EN", 2, None)];
+        let r = classify(&rows, &[open("c1")], &ixs, &[]);
+        assert_eq!(classes(&r), vec![Class::Lost]);
+    }
+
+    /// Issue 8, item 1: a case created and moved in the same millisecond. Its rows tie on
+    /// CreatedDate; the query returns them in case-insensitive Id order ("…7a" before "…7Z"),
+    /// but "…7Z" was created first. The case is rightly live where its newest row put it.
+    #[test]
+    fn rows_tied_on_created_date_are_judged_in_id_creation_order() {
+        let rows = [
+            row(
+                "a015g000000007aAAA",
+                "c1",
+                "QueueChanged",
+                "Processed",
+                "Support_FR",
+                1,
+                Some(2),
+                Some("i1"),
+            ),
+            row(
+                "a015g000000007ZAAQ",
+                "c1",
+                "New",
+                "Processed",
+                "Support_EN",
+                1,
+                Some(2),
+                None,
+            ),
+        ];
+        let ixs = [ix("i1", "c1", "a015g000000007aAAA", "Support_FR", 2, None)];
+        let r = classify(&rows, &[open("c1")], &ixs, &[]);
+        assert_eq!(classes(&r), Vec::<Class>::new(), "{:?}", r.findings);
+        // and the other way round it is lost
+        let ixs = [ix("i1", "c1", "a015g000000007ZAAQ", "Support_EN", 2, None)];
         let r = classify(&rows, &[open("c1")], &ixs, &[]);
         assert_eq!(classes(&r), vec![Class::Lost]);
     }

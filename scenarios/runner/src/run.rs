@@ -744,11 +744,18 @@ impl Ctx<'_> {
         self.bed.sf.query(ROWS_SOQL).unwrap_or_default()
     }
 
+    /// The case's rows in creation order: `CreatedDate`, then Id compared byte by byte (SOQL
+    /// orders Ids case-insensitively, Salesforce issues them in case-sensitive base-62 order).
     fn rows_of(&self, case_id: &str) -> Vec<Value> {
-        self.rows()
+        let mut rows: Vec<Value> = self
+            .rows()
             .into_iter()
             .filter(|r| s(r, "Case__c") == case_id)
-            .collect()
+            .collect();
+        rows.sort_by(|a, b| {
+            (s(a, "CreatedDate"), s(a, "Id")).cmp(&(s(b, "CreatedDate"), s(b, "Id")))
+        });
+        rows
     }
 
     fn live(&self, case_id: &str) -> Vec<InteractionInfo> {
@@ -1052,12 +1059,12 @@ impl Ctx<'_> {
                     .status()
                     .ok_or_else(|| "no router is running".to_owned())?;
                 if let Some(want) = status
-                    && st.status != want
+                    && st.status.as_str() != want
                 {
                     return Err(format!("status is {}, not {want}", st.status));
                 }
                 if let Some(want) = streaming
-                    && &st.salesforce.streaming != want
+                    && st.salesforce.streaming.as_str() != want
                 {
                     return Err(format!(
                         "streaming is {}, not {want}",

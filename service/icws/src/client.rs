@@ -81,6 +81,8 @@ pub struct Status {
     pub generation: u64,
     /// The last connection or subscription problem; cleared on each successful connect.
     pub last_error: Option<String>,
+    /// The last connection round failed because CIC refused the user name or password.
+    pub auth_failing: bool,
 }
 
 /// Handle to the ICWS client. Cheap to clone; all clones drive the same session. When the last
@@ -701,11 +703,14 @@ impl Inner {
                 Ok(s) => return Ok(Arc::new(s)),
                 Err(AttemptError::Redirect(alternates)) => {
                     warn!(event = "icws.redirect", server = %server, alternates = ?alternates, "Error: 503: Connecting to alternate CIC Server");
-                    last_error = IcwsError::Api {
-                        status: 503,
-                        error_id: None,
-                        message: format!("{server} is not accepting connections"),
-                    };
+                    keep_telling(
+                        &mut last_error,
+                        IcwsError::Api {
+                            status: 503,
+                            error_id: None,
+                            message: format!("{server} is not accepting connections"),
+                        },
+                    );
                     if redirects < self.cfg.max_redirects {
                         redirects += 1;
                         for alt in alternates.iter().rev() {
@@ -718,7 +723,7 @@ impl Inner {
                 }
                 Err(AttemptError::Failed(e)) => {
                     warn!(event = "icws.connect_attempt_failed", server = %server, error = %e, "CIC server did not accept the connection");
-                    last_error = e;
+                    keep_telling(&mut last_error, e);
                 }
             }
         }
@@ -751,6 +756,8 @@ impl Inner {
                     failed_rounds = failed_rounds.saturating_add(1);
                     error!(event = "icws.connect_failed", error = %e, round = failed_rounds, "Failed to connect to IC server");
                     self.set_last_error(e.to_string());
+                    lock(&self.status).auth_failing =
+                        matches!(e, IcwsError::AuthenticationFailed { .. });
                     let delay = self.backoff(failed_rounds);
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => continue,
@@ -847,6 +854,7 @@ impl Inner {
         {
             let mut st = lock(&self.status);
             st.last_error = None;
+            st.auth_failing = false;
         }
         let handler_sub = self.subscribe_handler_notifications(s).await;
         let handler_sub = match handler_sub {
@@ -1322,5 +1330,25 @@ fn api_error(status: StatusCode, body: &[u8]) -> IcwsError {
                 .unwrap_or("unexpected status")
                 .to_owned()
         }),
+    }
+}
+
+/// How much an error of a connection round tells an administrator: a refused password says more
+/// than an unreachable server, which says more than a standby's 503 (the standby is doing its
+/// job; the real cause is elsewhere).
+fn telling(e: &IcwsError) -> u8 {
+    match e {
+        IcwsError::AuthenticationFailed { .. } | IcwsError::Config(_) => 4,
+        IcwsError::Api { status: 503, .. } => 1,
+        IcwsError::Api { .. } | IcwsError::Protocol(_) => 3,
+        IcwsError::Transport(_) => 2,
+        IcwsError::NotConnected(_) | IcwsError::SessionLost | IcwsError::Shutdown => 0,
+    }
+}
+
+/// Keeps the more telling of two errors (the newer one on a tie).
+fn keep_telling(kept: &mut IcwsError, new: IcwsError) {
+    if telling(&new) >= telling(kept) {
+        *kept = new;
     }
 }

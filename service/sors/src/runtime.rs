@@ -21,7 +21,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{error, info, warn};
 
-use crate::status::{AlertKind, Shared};
+use crate::status::{AlertKind, Shared, Streaming};
 
 /// Timing of the runtime (config `[routing]`).
 #[derive(Clone, Debug)]
@@ -70,7 +70,7 @@ pub async fn run(
                 break;
             }
             Err(e) => {
-                shared.salesforce_error(&e.to_string());
+                shared.salesforce_login_failed(&e.to_string());
                 if wait_or_stop(&mut shutdown, delay).await {
                     icws.shutdown().await;
                     return;
@@ -132,7 +132,7 @@ pub async fn run(
                     }
                 }
                 StreamEvent::Subscribed { replay_from } => {
-                    shared.streaming("subscribed");
+                    shared.streaming(Streaming::Subscribed);
                     info!(event = "router.streaming.subscribed", replay_from, "PushTopic subscription in place");
                     if !rt.scanned {
                         rt.scanned = true;
@@ -145,7 +145,7 @@ pub async fn run(
                     spawn_scan(&mut rt.tasks, &sf, &tx, &shared, "resync");
                 }
                 StreamEvent::Disconnected { reason } => {
-                    shared.streaming("reconnecting");
+                    shared.streaming(Streaming::Reconnecting);
                     warn!(event = "router.streaming.down", %reason, "PushTopic stream is down; reconnecting");
                 }
             },
@@ -154,13 +154,25 @@ pub async fn run(
             _ = tick.tick() => {
                 while rt.tasks.try_join_next().is_some() {}
                 rt.feed(Input::Tick);
-                shared.salesforce_stats(&sf.stats());
+                let session = sf.session();
+                shared.salesforce_stats(
+                    &sf.stats(),
+                    session.as_ref().map(|s| (s.org_id.as_str(), s.instance_url.as_str())),
+                );
+                let cic = icws.status();
+                shared.cic_client(cic.last_error.as_deref(), cic.auth_failing);
             }
             _ = sweep.tick() => {
                 spawn_sweep(&mut rt.tasks, &sf, &tx, &shared, opts.sweep_grace);
                 spawn_mappings(&mut rt.tasks, &sf, &tx, &shared);
-                let (sf2, shared2) = (sf.clone(), shared.clone());
-                rt.tasks.spawn(async move { ensure_push_topic(&sf2, &shared2).await });
+                let (sf2, tx2, shared2) = (sf.clone(), tx.clone(), shared.clone());
+                rt.tasks.spawn(async move {
+                    // A PushTopic that had to be re-created announced nothing meanwhile: scan
+                    // at once instead of waiting for the sweep's grace period.
+                    if ensure_push_topic(&sf2, &shared2).await {
+                        scan(&sf2, &tx2, &shared2, "PushTopic re-created").await;
+                    }
+                });
             }
             _ = async { tokio::time::sleep_until(flush_at.unwrap_or_else(Instant::now)).await }, if flush_at.is_some() => {
                 rt.feed(Input::Pushed(std::mem::take(&mut pushes)));
@@ -219,9 +231,14 @@ impl Loop {
                     // unless a newer session took over (it reads them itself).
                     let mut delay = Duration::from_millis(500);
                     loop {
+                        let as_of = Utc::now();
                         match tokio::try_join!(icws.workgroups(), icws.skills()) {
                             Ok((workgroups, skills)) => {
-                                let _ = tx.send(Input::CicConfig { workgroups, skills });
+                                let _ = tx.send(Input::CicConfig {
+                                    workgroups,
+                                    skills,
+                                    as_of,
+                                });
                                 return;
                             }
                             Err(e) => {
@@ -264,12 +281,27 @@ impl Loop {
 
     fn feed(&mut self, input: Input) {
         let tick = input == Input::Tick;
-        for effect in self.router.handle(Utc::now(), input) {
+        let sweep = matches!(
+            input,
+            Input::Rows {
+                source: Source::Sweep,
+                ..
+            }
+        );
+        let now = Utc::now();
+        let effects = self.router.handle(now, input);
+        let missed = effects
+            .iter()
+            .any(|e| matches!(e, Effect::Notify(Notice::PushLost { .. })));
+        for effect in effects {
             self.execute(effect);
+        }
+        if sweep && !missed {
+            self.shared.sweep_clean();
         }
         // The status walks every held row: once a tick is plenty for the heartbeat.
         if tick {
-            self.shared.router_status(self.router.status());
+            self.shared.router_status(self.router.status(), now);
         }
     }
 
@@ -285,11 +317,62 @@ impl Loop {
                                 rows,
                             });
                         }
-                        // The sweep finds them later.
+                        // Fetched again after a back-off (the router schedules it).
                         Err(e) => {
-                            warn!(event = "router.fetch_failed", rows = ids.len(), error = %e, "Could not read pushed rows")
+                            warn!(event = "router.fetch_failed", rows = ids.len(), error = %e, "Could not read pushed rows; trying again");
+                            let _ = tx.send(Input::FetchFailed {
+                                ids,
+                                error: e.to_string(),
+                            });
                         }
                     }
+                });
+            }
+            Effect::ReadMappings => {
+                spawn_mappings(&mut self.tasks, &self.sf, &self.tx, &self.shared)
+            }
+            Effect::ReadCicConfig => {
+                let (icws, tx) = (self.icws.clone(), self.tx.clone());
+                self.tasks.spawn(async move {
+                    let as_of = Utc::now();
+                    let input = match tokio::try_join!(icws.workgroups(), icws.skills()) {
+                        Ok((workgroups, skills)) => Input::CicConfig {
+                            workgroups,
+                            skills,
+                            as_of,
+                        },
+                        Err(e) => {
+                            warn!(event = "router.cic_config_failed", error = %e, "Could not read CIC workgroups and skills again");
+                            Input::CicConfigFailed {
+                                error: e.to_string(),
+                            }
+                        }
+                    };
+                    let _ = tx.send(input);
+                });
+            }
+            Effect::ReadForReconcile {
+                queues,
+                since,
+                live_cases,
+            } => {
+                let (sf, tx) = (self.sf.clone(), self.tx.clone());
+                self.tasks.spawn(async move {
+                    let as_of = Utc::now();
+                    let input = match sf.reconcile_view(&queues, since, &live_cases).await {
+                        Ok(found) => Input::Reconcile {
+                            as_of,
+                            live_cases,
+                            found,
+                        },
+                        Err(e) => {
+                            warn!(event = "router.reconcile_failed", error = %e, "Could not read Salesforce for reconciliation; trying again later");
+                            Input::ReconcileFailed {
+                                error: e.to_string(),
+                            }
+                        }
+                    };
+                    let _ = tx.send(input);
                 });
             }
             Effect::ReadCases(ids) => {
@@ -426,6 +509,42 @@ impl Loop {
             Notice::RecoveryRowFailed { case_id, error } => {
                 error!(event = "router.recovery_row_failed", case = %case_id, %error, "Could not insert a SwitchoverRecovery row")
             }
+            Notice::OtherRouter { entry } => {
+                error!(event = "router.other_router", entry = %entry, "A handler result names a row this router never raised: another router is active on this tenant");
+                self.shared.other_router(entry);
+            }
+            Notice::Reconciled {
+                cases,
+                rerouted,
+                disconnected,
+            } => {
+                if *rerouted > 0 || *disconnected > 0 {
+                    warn!(
+                        event = "router.reconciled",
+                        cases,
+                        rerouted,
+                        disconnected,
+                        "Reconciliation found Salesforce and CIC apart and mended it"
+                    );
+                    self.shared.alert(
+                        AlertKind::Reconciled,
+                        format!("reconciliation: {rerouted} case(s) re-routed, {disconnected} interaction(s) disconnected"),
+                    );
+                } else {
+                    info!(
+                        event = "router.reconciled",
+                        cases, "Reconciliation: Salesforce and CIC agree"
+                    );
+                }
+                self.shared.reconciled();
+            }
+            Notice::WriteWaiting { row, tries, reason } => {
+                warn!(event = "router.write_waiting", row = %row, tries, %reason, "Salesforce did not take a row write; trying again");
+            }
+            Notice::ConfigDrift { message } => {
+                warn!(event = "router.config_drift", %message, "Configuration drift");
+                self.shared.alert(AlertKind::ConfigDrift, message.clone());
+            }
         }
     }
 }
@@ -440,10 +559,15 @@ async fn wait_or_stop(shutdown: &mut watch::Receiver<bool>, delay: Duration) -> 
     }
 }
 
-async fn ensure_push_topic(sf: &Salesforce, shared: &Shared) {
+/// Makes sure the PushTopic exists as configured; true when it had to be created or repaired.
+async fn ensure_push_topic(sf: &Salesforce, shared: &Shared) -> bool {
     match sf.ensure_push_topic().await {
-        Ok(PushTopicOutcome::Unchanged) => {}
+        Ok(PushTopicOutcome::Unchanged) => {
+            shared.push_topic_ok();
+            false
+        }
         Ok(outcome) => {
+            shared.push_topic_ok();
             warn!(
                 event = "router.pushtopic_repaired",
                 ?outcome,
@@ -460,10 +584,12 @@ async fn ensure_push_topic(sf: &Salesforce, shared: &Shared) {
                     }
                 ),
             );
+            true
         }
         Err(e) => {
             error!(event = "router.pushtopic_failed", error = %e, "Could not check the PushTopic");
-            shared.salesforce_error(&e.to_string());
+            shared.push_topic_missing(&e.to_string());
+            false
         }
     }
 }
@@ -476,6 +602,7 @@ fn spawn_mappings(
 ) {
     let (sf, tx, shared) = (sf.clone(), tx.clone(), shared.clone());
     tasks.spawn(async move {
+        let as_of = Utc::now();
         match sf.queue_mappings().await {
             Ok(maps) => {
                 let maps: Vec<QueueMapping> = maps
@@ -493,11 +620,17 @@ fn spawn_mappings(
                     })
                     .collect();
                 shared.mappings(maps.len());
-                let _ = tx.send(Input::Mappings(maps));
+                let _ = tx.send(Input::Mappings {
+                    mappings: maps,
+                    as_of,
+                });
             }
             Err(e) => {
                 error!(event = "router.mappings_failed", error = %e, "Could not read the queue mappings");
                 shared.salesforce_error(&e.to_string());
+                let _ = tx.send(Input::MappingsFailed {
+                    error: e.to_string(),
+                });
             }
         }
     });
@@ -511,26 +644,30 @@ fn spawn_scan(
     why: &'static str,
 ) {
     let (sf, tx, shared) = (sf.clone(), tx.clone(), shared.clone());
-    tasks.spawn(async move {
-        match sf.pending_rows().await {
-            Ok(rows) => {
-                info!(
-                    event = "router.scan",
-                    why,
-                    rows = rows.len(),
-                    "Scanned the routing table"
-                );
-                let _ = tx.send(Input::Rows {
-                    source: Source::Scan,
-                    rows,
-                });
-            }
-            Err(e) => {
-                error!(event = "router.scan_failed", why, error = %e, "Could not scan the routing table; the sweep will retry");
-                shared.salesforce_error(&e.to_string());
-            }
+    tasks.spawn(async move { scan(&sf, &tx, &shared, why).await });
+}
+
+/// Reads every `New` and `Processing` row and hands them to the router.
+async fn scan(sf: &Salesforce, tx: &mpsc::UnboundedSender<Input>, shared: &Shared, why: &str) {
+    match sf.pending_rows().await {
+        Ok(rows) => {
+            info!(
+                event = "router.scan",
+                why,
+                rows = rows.len(),
+                "Scanned the routing table"
+            );
+            shared.salesforce_ok();
+            let _ = tx.send(Input::Rows {
+                source: Source::Scan,
+                rows,
+            });
         }
-    });
+        Err(e) => {
+            error!(event = "router.scan_failed", why, error = %e, "Could not scan the routing table; the sweep will retry");
+            shared.salesforce_error(&e.to_string());
+        }
+    }
 }
 
 fn spawn_sweep(
@@ -624,34 +761,18 @@ impl Writer {
                     }
                 }
                 shared.write_call();
-                let written = match sf.update_rows(&batch).await {
-                    Ok(per_row) => per_row
-                        .into_iter()
-                        .map(|(id, r)| {
-                            let res = match r {
-                                Ok(()) => WriteResult::Ok,
-                                Err(e)
-                                    if matches!(
-                                        e.code(),
-                                        Some("ENTITY_IS_DELETED" | "NOT_FOUND")
-                                    ) =>
-                                {
-                                    WriteResult::Gone
-                                }
-                                Err(e) => WriteResult::Failed(e.to_string()),
-                            };
-                            (id, res)
-                        })
-                        .collect(),
-                    Err(e) => {
-                        warn!(event = "router.write_failed", rows = batch.len(), error = %e, "Writing rows failed");
-                        shared.salesforce_error(&e.to_string());
-                        batch
-                            .iter()
-                            .map(|u| (u.id.clone(), WriteResult::Failed(e.to_string())))
-                            .collect()
+                let written = sf.update_rows(&batch).await;
+                let retry = written.iter().find_map(|(_, r)| match r {
+                    WriteResult::Retry(e) => Some(e.clone()),
+                    _ => None,
+                });
+                match retry {
+                    Some(e) => {
+                        warn!(event = "router.write_failed", rows = batch.len(), error = %e, "Salesforce did not take row writes; they are tried again");
+                        shared.writes_failing(&e);
                     }
-                };
+                    None => shared.writes_ok(),
+                }
                 let _ = results.send(Input::Written(written));
                 if closed {
                     break;

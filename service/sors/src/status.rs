@@ -5,7 +5,7 @@
 //! Nothing here ever holds a secret: only ids, URLs, counters and error texts that the clients
 //! have already stripped of tokens and passwords.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
@@ -22,6 +22,12 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 const MAX_ALERTS: usize = 50;
 
+/// How long evidence of another router on this tenant keeps the status degraded.
+const OTHER_ROUTER_MEMORY: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+/// The share of the daily API allowance above which the status warns.
+const API_ALLOWANCE_WARN: f64 = 0.9;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
@@ -31,6 +37,9 @@ pub enum AlertKind {
     PushTopic,
     Relogin,
     FailedRow,
+    Reconciled,
+    OtherRouter,
+    ConfigDrift,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -40,19 +49,109 @@ pub struct Alert {
     pub at: DateTime<Utc>,
 }
 
+/// What the service can do right now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Readiness {
+    /// Both sides connected, subscribed, nothing wrong: rows are routed as they come.
+    Up,
+    /// Running, but something is wrong (see the reasons); rows may wait.
+    #[default]
+    Degraded,
+    /// Nothing can be routed: a side is not connected.
+    Down,
+}
+
+/// The PushTopic stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Streaming {
+    #[default]
+    Connecting,
+    Subscribed,
+    Reconnecting,
+}
+
+impl Readiness {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Readiness::Up => "up",
+            Readiness::Degraded => "degraded",
+            Readiness::Down => "down",
+        }
+    }
+}
+
+impl std::fmt::Display for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Streaming {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Streaming::Connecting => "connecting",
+            Streaming::Subscribed => "subscribed",
+            Streaming::Reconnecting => "reconnecting",
+        }
+    }
+}
+
+impl std::fmt::Display for Streaming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why the service is not `up`. Each kind is set and cleared by what the service sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonKind {
+    SalesforceLoggedOut,
+    CicAuthFailing,
+    CicDisconnected,
+    StreamingDown,
+    WaitingForCic,
+    SalesforceWritesFailing,
+    PushTopicMissing,
+    PushLossSuspected,
+    OtherRouterActive,
+    ApiAllowanceLow,
+}
+
+impl ReasonKind {
+    /// Kinds under which nothing at all is routed.
+    fn is_down(self) -> bool {
+        matches!(
+            self,
+            ReasonKind::SalesforceLoggedOut
+                | ReasonKind::CicAuthFailing
+                | ReasonKind::CicDisconnected
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Reason {
+    pub kind: ReasonKind,
+    pub message: String,
+    pub since: DateTime<Utc>,
+}
+
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SalesforceView {
     pub logged_in: bool,
     pub org_id: Option<String>,
     pub instance_url: Option<String>,
-    /// `connecting`, `subscribed` or `reconnecting`.
-    pub streaming: String,
+    pub streaming: Streaming,
     pub last_push_at: Option<DateTime<Utc>>,
     pub pushes: u64,
     pub api_used: Option<u64>,
     pub api_max: Option<u64>,
     pub api_calls: u64,
     pub relogins: u64,
+    /// The last Salesforce error; cleared once Salesforce works again.
     pub last_error: Option<String>,
     pub monitored_queues: usize,
 }
@@ -64,6 +163,7 @@ pub struct CicView {
     pub backup: bool,
     pub sessions: u64,
     pub watched_workgroups: Vec<String>,
+    /// The last CIC error; cleared once a session is up again.
     pub last_error: Option<String>,
 }
 
@@ -76,6 +176,7 @@ pub struct RoutingView {
     pub disconnected: u64,
     pub push_lost_rows: u64,
     pub sweeps: u64,
+    pub reconciliations: u64,
     pub write_calls: u64,
     /// Time from a row's creation to its interaction, last and mean (ms).
     pub last_time_to_route_ms: Option<i64>,
@@ -89,10 +190,12 @@ pub struct StatusView {
     pub tenant: String,
     pub version: &'static str,
     pub started_at: Option<DateTime<Utc>>,
-    /// `up` when both sides are connected and the PushTopic is subscribed, `degraded` otherwise.
-    pub status: &'static str,
-    /// The original product's wording, for the dashboard.
+    /// `up` when nothing is wrong, `down` when nothing can be routed, `degraded` otherwise.
+    pub status: Readiness,
+    /// The original product's wording when up, else the first reason's.
     pub message: String,
+    /// Everything that keeps the status from `up`, most serious first.
+    pub reasons: Vec<Reason>,
     pub salesforce: SalesforceView,
     pub cic: CicView,
     pub routing: RoutingView,
@@ -103,7 +206,19 @@ pub struct StatusView {
 #[derive(Debug)]
 pub struct Shared {
     view: Mutex<StatusView>,
-    route_ms_total: Mutex<(i64, u64)>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    route_ms_total: (i64, u64),
+    reasons: BTreeMap<ReasonKind, Reason>,
+    /// The client's last error as last adopted (its stats keep the last one forever).
+    adopted_sf_error: Option<String>,
+    /// The last row write call failed (cleared by the next one that goes through).
+    write_call_failing: Option<String>,
+    /// Rows waiting for a write retry, as the router last said.
+    writes_waiting: usize,
 }
 
 impl Shared {
@@ -112,39 +227,75 @@ impl Shared {
             tenant: tenant.to_owned(),
             version: env!("CARGO_PKG_VERSION"),
             started_at: Some(Utc::now()),
-            status: "degraded",
+            status: Readiness::Down,
             message: "Starting".to_owned(),
-            salesforce: SalesforceView {
-                streaming: "connecting".to_owned(),
-                ..SalesforceView::default()
-            },
             ..StatusView::default()
         };
-        Arc::new(Shared {
+        let shared = Shared {
             view: Mutex::new(view),
-            route_ms_total: Mutex::new((0, 0)),
-        })
+            inner: Mutex::new(Inner::default()),
+        };
+        shared.set(
+            ReasonKind::SalesforceLoggedOut,
+            "Not logged in to Salesforce yet",
+        );
+        shared.set(ReasonKind::CicDisconnected, "Not connected to CIC yet");
+        shared.set(
+            ReasonKind::StreamingDown,
+            "Not subscribed to the PushTopic yet",
+        );
+        Arc::new(shared)
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets a reason (keeping its `since` when it is already set).
+    fn set(&self, kind: ReasonKind, message: impl Into<String>) {
+        let message = message.into();
+        {
+            let mut inner = self.inner();
+            let since = inner.reasons.get(&kind).map_or_else(Utc::now, |r| r.since);
+            inner.reasons.insert(
+                kind,
+                Reason {
+                    kind,
+                    message,
+                    since,
+                },
+            );
+        }
+        self.update(|_| {});
+    }
+
+    fn clear(&self, kind: ReasonKind) {
+        let removed = self.inner().reasons.remove(&kind).is_some();
+        if removed {
+            self.update(|_| {});
+        }
+    }
+
+    pub fn has_reason(&self, kind: ReasonKind) -> bool {
+        self.inner().reasons.contains_key(&kind)
     }
 
     fn update(&self, f: impl FnOnce(&mut StatusView)) {
+        let reasons: Vec<Reason> = self.inner().reasons.values().cloned().collect();
         let mut v = self.view.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut v);
-        let ready = v.salesforce.logged_in
-            && v.cic.connected
-            && v.salesforce.streaming == "subscribed"
-            && v.routing.router.cic_ready;
-        v.status = if ready { "up" } else { "degraded" };
-        v.message = if ready {
-            "Successfully connected to CIC Server and Salesforce".to_owned()
-        } else if !v.salesforce.logged_in {
-            "Not logged in to Salesforce".to_owned()
-        } else if !v.cic.connected {
-            "Not connected to CIC".to_owned()
-        } else if v.salesforce.streaming != "subscribed" {
-            "Not subscribed to the PushTopic".to_owned()
+        v.status = if reasons.is_empty() {
+            Readiness::Up
+        } else if reasons.iter().any(|r| r.kind.is_down()) {
+            Readiness::Down
         } else {
-            "Waiting for CIC workgroups, skills and queue contents".to_owned()
+            Readiness::Degraded
         };
+        v.message = match reasons.first() {
+            None => "Successfully connected to CIC Server and Salesforce".to_owned(),
+            Some(r) => r.message.clone(),
+        };
+        v.reasons = reasons;
     }
 
     pub fn snapshot(&self) -> StatusView {
@@ -152,7 +303,7 @@ impl Shared {
     }
 
     pub fn is_ready(&self) -> bool {
-        self.snapshot().status == "up"
+        self.snapshot().status == Readiness::Up
     }
 
     pub fn alert(&self, kind: AlertKind, message: String) {
@@ -171,32 +322,86 @@ impl Shared {
             v.salesforce.logged_in = true;
             v.salesforce.org_id = Some(org_id.to_owned());
             v.salesforce.instance_url = Some(instance_url.to_owned());
+            v.salesforce.last_error = None;
         });
+        self.clear(ReasonKind::SalesforceLoggedOut);
+    }
+
+    /// A login that failed: nothing can be routed until one succeeds.
+    pub fn salesforce_login_failed(&self, e: &str) {
+        self.update(|v| {
+            v.salesforce.logged_in = false;
+            v.salesforce.last_error = Some(e.to_owned());
+        });
+        self.set(
+            ReasonKind::SalesforceLoggedOut,
+            format!("Not logged in to Salesforce: {e}"),
+        );
     }
 
     pub fn salesforce_error(&self, e: &str) {
         self.update(|v| v.salesforce.last_error = Some(e.to_owned()));
     }
 
-    pub fn salesforce_stats(&self, s: &sors_salesforce::Stats) {
+    /// A Salesforce call succeeded: the last error is history.
+    pub fn salesforce_ok(&self) {
+        self.update(|v| v.salesforce.last_error = None);
+    }
+
+    /// The client's counters, and its session (the org id follows a sandbox refresh).
+    pub fn salesforce_stats(&self, s: &sors_salesforce::Stats, session: Option<(&str, &str)>) {
         let mut relogged = false;
+        let adopt = {
+            let mut inner = self.inner();
+            let changed = s.last_error.is_some() && s.last_error != inner.adopted_sf_error;
+            if changed {
+                inner.adopted_sf_error = s.last_error.clone();
+            }
+            changed
+        };
         self.update(|v| {
             relogged = s.relogins > v.salesforce.relogins;
             v.salesforce.api_used = s.api_used;
             v.salesforce.api_max = s.api_max;
             v.salesforce.api_calls = s.calls;
             v.salesforce.relogins = s.relogins;
-            if s.last_error.is_some() {
+            if adopt {
                 v.salesforce.last_error = s.last_error.clone();
+            }
+            if let Some((org, url)) = session {
+                if v.salesforce.org_id.as_deref() != Some(org) {
+                    v.salesforce.org_id = Some(org.to_owned());
+                }
+                if v.salesforce.instance_url.as_deref() != Some(url) {
+                    v.salesforce.instance_url = Some(url.to_owned());
+                }
             }
         });
         if relogged {
             self.alert(AlertKind::Relogin, "Re-logged in to Salesforce".to_owned());
         }
+        match (s.api_used, s.api_max) {
+            (Some(used), Some(max))
+                if max > 0 && used as f64 >= max as f64 * API_ALLOWANCE_WARN =>
+            {
+                self.set(
+                    ReasonKind::ApiAllowanceLow,
+                    format!("Salesforce API allowance nearly used: {used} of {max} requests today"),
+                );
+            }
+            _ => self.clear(ReasonKind::ApiAllowanceLow),
+        }
     }
 
-    pub fn streaming(&self, state: &str) {
-        self.update(|v| v.salesforce.streaming = state.to_owned());
+    pub fn streaming(&self, state: Streaming) {
+        self.update(|v| v.salesforce.streaming = state);
+        match state {
+            Streaming::Subscribed => self.clear(ReasonKind::StreamingDown),
+            Streaming::Connecting | Streaming::Reconnecting => self.set(
+                ReasonKind::StreamingDown,
+                "Not subscribed to the PushTopic (reconnecting)",
+            ),
+        }
     }
 
     pub fn push_received(&self) {
@@ -216,7 +421,10 @@ impl Shared {
             v.cic.server = Some(server.to_owned());
             v.cic.backup = backup;
             v.cic.sessions += 1;
+            v.cic.last_error = None;
         });
+        self.clear(ReasonKind::CicAuthFailing);
+        self.clear(ReasonKind::CicDisconnected);
     }
 
     pub fn cic_lost(&self, reason: &str) {
@@ -224,26 +432,126 @@ impl Shared {
             v.cic.connected = false;
             v.cic.last_error = Some(reason.to_owned());
         });
+        self.set(
+            ReasonKind::CicDisconnected,
+            format!("Not connected to CIC: {reason}"),
+        );
     }
 
     pub fn cic_error(&self, e: &str) {
         self.update(|v| v.cic.last_error = Some(e.to_owned()));
     }
 
+    /// The CIC client's own view (read every tick): a refused password shows as such.
+    pub fn cic_client(&self, last_error: Option<&str>, auth_failing: bool) {
+        let connected = self.snapshot().cic.connected;
+        if let (false, Some(e)) = (connected, last_error) {
+            self.update(|v| v.cic.last_error = Some(e.to_owned()));
+        }
+        if auth_failing && !connected {
+            self.set(
+                ReasonKind::CicAuthFailing,
+                format!(
+                    "CIC refuses the user name or password: {}",
+                    last_error.unwrap_or("authentication failed")
+                ),
+            );
+        } else {
+            self.clear(ReasonKind::CicAuthFailing);
+        }
+    }
+
     pub fn watched(&self, workgroups: &[String]) {
         self.update(|v| v.cic.watched_workgroups = workgroups.to_vec());
     }
 
-    pub fn router_status(&self, s: RouterStatus) {
+    pub fn router_status(&self, s: RouterStatus, now: DateTime<Utc>) {
+        let (cic_ready, waiting, other) = (s.cic_ready, s.writes_waiting, s.other_router_at);
+        let connected = self.snapshot().cic.connected;
         self.update(|v| v.routing.router = s);
+        if connected && !cic_ready {
+            self.set(
+                ReasonKind::WaitingForCic,
+                "Waiting for CIC workgroups, skills and queue contents",
+            );
+        } else {
+            self.clear(ReasonKind::WaitingForCic);
+        }
+        self.inner().writes_waiting = waiting;
+        self.judge_writes();
+        match other {
+            Some(at) if now - at < OTHER_ROUTER_MEMORY => {}
+            _ => self.clear(ReasonKind::OtherRouterActive),
+        }
+    }
+
+    fn judge_writes(&self) {
+        let (failing, waiting) = {
+            let inner = self.inner();
+            (inner.write_call_failing.clone(), inner.writes_waiting)
+        };
+        match (failing, waiting) {
+            (None, 0) => self.clear(ReasonKind::SalesforceWritesFailing),
+            (Some(e), n) => self.set(
+                ReasonKind::SalesforceWritesFailing,
+                format!(
+                    "Waiting for Salesforce: row writes fail ({e}); {n} row(s) wait to be written"
+                ),
+            ),
+            (None, n) => self.set(
+                ReasonKind::SalesforceWritesFailing,
+                format!("Waiting for Salesforce: {n} row write(s) to retry"),
+            ),
+        }
+    }
+
+    /// A row write call failed for a transient reason.
+    pub fn writes_failing(&self, e: &str) {
+        self.salesforce_error(e);
+        self.inner().write_call_failing = Some(e.to_owned());
+        self.judge_writes();
+    }
+
+    /// A row write call went through.
+    pub fn writes_ok(&self) {
+        self.inner().write_call_failing = None;
+        self.judge_writes();
+        self.salesforce_ok();
+    }
+
+    pub fn push_topic_missing(&self, e: &str) {
+        self.salesforce_error(e);
+        self.set(
+            ReasonKind::PushTopicMissing,
+            format!("The PushTopic is missing and could not be created: {e}"),
+        );
+    }
+
+    pub fn push_topic_ok(&self) {
+        self.clear(ReasonKind::PushTopicMissing);
+    }
+
+    pub fn other_router(&self, entry: &RowId) {
+        self.set(
+            ReasonKind::OtherRouterActive,
+            format!(
+                "Another router is active on this tenant (a CIC result named row {entry}, which this router never raised)"
+            ),
+        );
+        self.alert(
+            AlertKind::OtherRouter,
+            format!("another router is active on this tenant: CIC answered for row {entry}"),
+        );
+    }
+
+    pub fn reconciled(&self) {
+        self.update(|v| v.routing.reconciliations += 1);
     }
 
     pub fn routed(&self, ms: i64) {
         let mean = {
-            let mut t = self
-                .route_ms_total
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut inner = self.inner();
+            let t = &mut inner.route_ms_total;
             t.0 += ms;
             t.1 += 1;
             t.0 / t.1.max(1) as i64
@@ -280,10 +588,22 @@ impl Shared {
                 "push notifications appear lost: the sweep found {rows} row(s) no push announced"
             ),
         );
+        self.set(
+            ReasonKind::PushLossSuspected,
+            format!(
+                "Push notifications appear lost: the sweep found {rows} row(s) no push announced"
+            ),
+        );
+    }
+
+    /// A sweep found every row it saw announced by a push.
+    pub fn sweep_clean(&self) {
+        self.clear(ReasonKind::PushLossSuspected);
     }
 
     pub fn swept(&self) {
         self.update(|v| v.routing.sweeps += 1);
+        self.salesforce_ok();
     }
 
     pub fn write_call(&self) {
@@ -315,12 +635,21 @@ async fn heartbeat(State(s): State<Arc<Shared>>) -> Json<StatusView> {
 
 async fn readyz(State(s): State<Arc<Shared>>) -> Response {
     let v = s.snapshot();
-    let code = if v.status == "up" {
+    let code = if v.status == Readiness::Up {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, v.message).into_response()
+    let body = if v.reasons.is_empty() {
+        v.message
+    } else {
+        v.reasons
+            .iter()
+            .map(|r| r.message.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    (code, body).into_response()
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {
@@ -348,8 +677,8 @@ pub fn render_metrics(v: &StatusView) -> String {
     metric(
         "sors_up",
         "gauge",
-        "1 when both sides are connected and the PushTopic is subscribed.",
-        f64::from(u8::from(v.status == "up")),
+        "1 when the status is up (both sides connected, subscribed, nothing wrong).",
+        f64::from(u8::from(v.status == Readiness::Up)),
     );
     metric(
         "sors_salesforce_logged_in",
@@ -469,6 +798,21 @@ pub fn render_metrics(v: &StatusView) -> String {
             max as f64,
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP sors_status_reason 1 for each reason the status is not up (see /heartbeat reasons)."
+    );
+    let _ = writeln!(out, "# TYPE sors_status_reason gauge");
+    for r in &v.reasons {
+        let kind = serde_json::to_value(r.kind)
+            .ok()
+            .and_then(|k| k.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "sors_status_reason{{tenant=\"{t}\",reason=\"{kind}\"}} 1"
+        );
+    }
     out
 }
 
@@ -482,31 +826,176 @@ fn escape(s: &str) -> String {
 mod tests {
     use super::*;
 
+    fn up() -> Arc<Shared> {
+        let s = Shared::new("acme");
+        s.salesforce_logged_in("00D", "https://x");
+        s.cic_connected("cic1", false);
+        s.streaming(Streaming::Subscribed);
+        s.router_status(
+            RouterStatus {
+                cic_ready: true,
+                ..RouterStatus::default()
+            },
+            Utc::now(),
+        );
+        s
+    }
+
+    fn kinds(s: &Shared) -> Vec<ReasonKind> {
+        s.snapshot().reasons.iter().map(|r| r.kind).collect()
+    }
+
     #[test]
     fn status_is_up_only_with_both_sides_and_the_subscription() {
         let s = Shared::new("acme");
-        assert_eq!(s.snapshot().status, "degraded");
+        assert_eq!(s.snapshot().status, Readiness::Down);
         s.salesforce_logged_in("00D", "https://x");
         s.cic_connected("cic1", false);
-        assert_eq!(s.snapshot().message, "Not subscribed to the PushTopic");
-        s.streaming("subscribed");
+        assert_eq!(s.snapshot().status, Readiness::Degraded);
+        assert_eq!(s.snapshot().message, "Not subscribed to the PushTopic yet");
+        s.streaming(Streaming::Subscribed);
+        s.router_status(RouterStatus::default(), Utc::now());
         assert_eq!(
-            s.snapshot().status,
-            "degraded",
+            kinds(&s),
+            vec![ReasonKind::WaitingForCic],
             "not before the router is ready"
         );
-        s.router_status(RouterStatus {
-            cic_ready: true,
-            ..RouterStatus::default()
-        });
+        let s = up();
         let v = s.snapshot();
-        assert_eq!(v.status, "up");
+        assert_eq!(v.status, Readiness::Up);
+        assert!(v.reasons.is_empty());
         assert_eq!(
             v.message,
             "Successfully connected to CIC Server and Salesforce"
         );
         s.cic_lost("switchover");
-        assert_eq!(s.snapshot().status, "degraded");
+        assert_eq!(s.snapshot().status, Readiness::Down);
+        assert_eq!(kinds(&s), vec![ReasonKind::CicDisconnected]);
+    }
+
+    #[test]
+    fn each_fault_degrades_with_its_reason_and_recovery_clears_it() {
+        let s = up();
+        s.writes_failing("Salesforce API error (HTTP 503) SERVER_UNAVAILABLE: down");
+        let v = s.snapshot();
+        assert_eq!(v.status, Readiness::Degraded);
+        assert_eq!(kinds(&s), vec![ReasonKind::SalesforceWritesFailing]);
+        assert!(
+            v.message.starts_with("Waiting for Salesforce"),
+            "{}",
+            v.message
+        );
+        assert!(v.salesforce.last_error.is_some());
+        // the call goes through, but rows still wait for their retry
+        s.writes_ok();
+        s.router_status(
+            RouterStatus {
+                cic_ready: true,
+                writes_waiting: 3,
+                ..RouterStatus::default()
+            },
+            Utc::now(),
+        );
+        assert_eq!(kinds(&s), vec![ReasonKind::SalesforceWritesFailing]);
+        s.router_status(
+            RouterStatus {
+                cic_ready: true,
+                ..RouterStatus::default()
+            },
+            Utc::now(),
+        );
+        let v = s.snapshot();
+        assert_eq!(v.status, Readiness::Up);
+        assert_eq!(v.salesforce.last_error, None, "cleared on recovery");
+
+        s.push_topic_missing("INSUFFICIENT_ACCESS");
+        assert_eq!(kinds(&s), vec![ReasonKind::PushTopicMissing]);
+        s.push_topic_ok();
+        s.push_lost(2);
+        assert_eq!(kinds(&s), vec![ReasonKind::PushLossSuspected]);
+        s.sweep_clean();
+        s.other_router(&RowId::from("a01"));
+        assert_eq!(kinds(&s), vec![ReasonKind::OtherRouterActive]);
+        let at = Utc::now();
+        s.router_status(
+            RouterStatus {
+                cic_ready: true,
+                other_router_at: Some(at),
+                ..RouterStatus::default()
+            },
+            at + chrono::TimeDelta::minutes(1),
+        );
+        assert_eq!(
+            kinds(&s),
+            vec![ReasonKind::OtherRouterActive],
+            "kept a while"
+        );
+        s.router_status(
+            RouterStatus {
+                cic_ready: true,
+                other_router_at: Some(at),
+                ..RouterStatus::default()
+            },
+            at + OTHER_ROUTER_MEMORY + chrono::TimeDelta::seconds(1),
+        );
+        assert_eq!(s.snapshot().status, Readiness::Up);
+    }
+
+    #[test]
+    fn a_refused_cic_password_is_reported_as_such() {
+        let s = up();
+        s.cic_lost("session lost");
+        s.cic_client(Some("CIC authentication failed: bad password"), true);
+        let v = s.snapshot();
+        assert_eq!(v.status, Readiness::Down);
+        assert!(kinds(&s).contains(&ReasonKind::CicAuthFailing));
+        assert_eq!(
+            v.cic.last_error.as_deref(),
+            Some("CIC authentication failed: bad password")
+        );
+        s.cic_connected("cic2", true);
+        s.cic_client(None, false);
+        let v = s.snapshot();
+        assert_eq!(v.status, Readiness::Up);
+        assert_eq!(v.cic.last_error, None);
+    }
+
+    #[test]
+    fn the_org_id_follows_the_session_and_old_client_errors_are_not_readopted() {
+        let s = up();
+        let mut stats = sors_salesforce::Stats {
+            last_error: Some("boom".into()),
+            ..Default::default()
+        };
+        s.salesforce_stats(&stats, Some(("00DNEW", "https://new")));
+        let v = s.snapshot();
+        assert_eq!(v.salesforce.org_id.as_deref(), Some("00DNEW"));
+        assert_eq!(v.salesforce.last_error.as_deref(), Some("boom"));
+        s.salesforce_ok();
+        s.salesforce_stats(&stats, None);
+        assert_eq!(
+            s.snapshot().salesforce.last_error,
+            None,
+            "the same old error"
+        );
+        stats.last_error = Some("new trouble".into());
+        s.salesforce_stats(&stats, None);
+        assert_eq!(
+            s.snapshot().salesforce.last_error.as_deref(),
+            Some("new trouble")
+        );
+    }
+
+    #[test]
+    fn a_nearly_used_api_allowance_degrades() {
+        let s = up();
+        let stats = sors_salesforce::Stats {
+            api_used: Some(95_000),
+            api_max: Some(100_000),
+            ..Default::default()
+        };
+        s.salesforce_stats(&stats, None);
+        assert_eq!(kinds(&s), vec![ReasonKind::ApiAllowanceLow]);
     }
 
     #[test]
@@ -516,11 +1005,11 @@ mod tests {
             logins: 1,
             ..Default::default()
         };
-        s.salesforce_stats(&stats);
+        s.salesforce_stats(&stats, None);
         assert!(s.snapshot().alerts.is_empty());
         stats.relogins = 1;
-        s.salesforce_stats(&stats);
-        s.salesforce_stats(&stats);
+        s.salesforce_stats(&stats, None);
+        s.salesforce_stats(&stats, None);
         let v = s.snapshot();
         assert_eq!(v.salesforce.relogins, 1);
         let relogins: Vec<_> = v
@@ -556,5 +1045,11 @@ mod tests {
         assert!(text.contains("sors_push_lost_rows_total{tenant=\"ac\\\"me\"} 3"));
         assert!(text.contains("sors_time_to_route_mean_seconds{tenant=\"ac\\\"me\"} 1"));
         assert!(text.contains("# TYPE sors_up gauge"));
+        assert!(
+            text.contains(
+                "sors_status_reason{tenant=\"ac\\\"me\",reason=\"push_loss_suspected\"} 1"
+            ),
+            "{text}"
+        );
     }
 }

@@ -385,7 +385,7 @@ impl Story {
             self.bed
                 .wait_for("the router to read the CIC queues", ROUTER_UP, |b| {
                     b.status().is_some_and(|s| {
-                        s.status == "up"
+                        s.status == sors::status::Readiness::Up
                             && s.routing.router.cic_ready
                             && !s.routing.router.watched.is_empty()
                     })
@@ -418,10 +418,9 @@ impl Story {
         loop {
             let snap = self.check_always()?;
             let mut problems = snap.unsettled(&self.model);
-            let ready = self
-                .bed
-                .status()
-                .is_some_and(|s| s.status == "up" && s.routing.router.cic_ready);
+            let ready = self.bed.status().is_some_and(|s| {
+                s.status == sors::status::Readiness::Up && s.routing.router.cic_ready
+            });
             if !ready {
                 problems.push(Failure::new(
                     None,

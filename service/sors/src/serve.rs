@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
 
+use crate::http_server;
 use crate::runtime::{self, Options};
 use crate::status::{Shared, http_router};
 use crate::wiring;
@@ -47,14 +48,12 @@ impl Service {
         let http_addr = listener.local_addr()?;
         let app = http_router(shared.clone(), &spec.cors_origins);
         let (shutdown, rx) = watch::channel(false);
-        let mut http_stop = rx.clone();
-        let http = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = http_stop.wait_for(|s| *s).await;
-                })
-                .await;
-        });
+        let http = tokio::spawn(http_server::serve(
+            listener,
+            app,
+            http_server::Limits::default(),
+            rx.clone(),
+        ));
         let runtime = tokio::spawn(runtime::run(
             spec.options,
             sf,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use sors::{say, say_raw};
 use sors_tenant::ProcessEnv;
 use sors_tenant::cli::{secret_from_env, secret_from_reader};
 use sors_tenant::credentials::Secret;
@@ -146,12 +147,12 @@ fn main() -> anyhow::Result<()> {
         Command::Check { tenant } => {
             let problems = rt.block_on(sors::check::check(&tenant))?;
             if problems.is_empty() {
-                println!("\nAll checks passed.");
+                say!("\nAll checks passed.");
                 Ok(())
             } else {
-                println!("\n{} problem(s):", problems.len());
+                say!("\n{} problem(s):", problems.len());
                 for p in &problems {
-                    println!("  - {p}");
+                    say!("  - {p}");
                 }
                 std::process::exit(1);
             }
@@ -176,7 +177,7 @@ fn main() -> anyhow::Result<()> {
                 max_in_flight,
                 batch_window: std::time::Duration::from_millis(batch_window_ms),
             }))?;
-            print!("{report}");
+            say_raw!("{report}");
             Ok(())
         }
         Command::Scenario(Scenario::Run { files, dir, jobs }) => scenario_run(&files, dir, jobs),
@@ -208,9 +209,9 @@ fn scenario_run(
     }
     let reports = sors_scenarios::run_all(scenarios, &opts);
     for r in &reports {
-        println!("{}", r.render());
+        say!("{}", r.render());
     }
-    println!("{}", sors_scenarios::summary_line(&reports));
+    say!("{}", sors_scenarios::summary_line(&reports));
     if reports.iter().any(|r| r.failed()) {
         std::process::exit(1);
     }
@@ -234,7 +235,7 @@ fn credentials(c: Credentials) -> anyhow::Result<()> {
             let client_secret = client_secret_env
                 .map(|var| secret_from_env(&ProcessEnv, &var))
                 .transpose()?;
-            sors_tenant::cli::set_salesforce(
+            let saved = sors_tenant::cli::set_salesforce(
                 &tenant.tenant,
                 &username,
                 password.read()?,
@@ -242,17 +243,28 @@ fn credentials(c: Credentials) -> anyhow::Result<()> {
                 client_id.as_deref(),
                 client_secret,
             )?;
-            println!("Salesforce credentials saved.");
+            say!("Salesforce credentials saved.");
+            note_set_aside(&saved);
         }
         Credentials::SetCic {
             tenant,
             user,
             password,
         } => {
-            sors_tenant::cli::set_cic(&tenant.tenant, &user, password.read()?)?;
-            println!("CIC credentials saved.");
+            let saved = sors_tenant::cli::set_cic(&tenant.tenant, &user, password.read()?)?;
+            say!("CIC credentials saved.");
+            note_set_aside(&saved);
         }
-        Credentials::Show { tenant } => println!("{}", sors_tenant::cli::show(&tenant.tenant)?),
+        Credentials::Show { tenant } => say!("{}", sors_tenant::cli::show(&tenant.tenant)?),
     }
     Ok(())
+}
+
+fn note_set_aside(saved: &sors_tenant::cli::Saved) {
+    if let Some(kept) = &saved.set_aside {
+        say!(
+            "The old credential file could not be read and was kept as {}; enter the other side's credentials again too.",
+            kept.display()
+        );
+    }
 }

@@ -15,7 +15,7 @@ pub async fn check(dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut problems = Vec::new();
     let cfg = match Config::load(dir) {
         Ok(c) => {
-            println!("ok    config.toml");
+            say!("ok    config.toml");
             c
         }
         Err(e) => {
@@ -38,9 +38,10 @@ pub async fn check(dir: &Path) -> anyhow::Result<Vec<String>> {
         Ok(sf) => match sf.login().await {
             Err(e) => problems.push(format!("Salesforce login failed: {e}")),
             Ok(s) => {
-                println!(
+                say!(
                     "ok    Salesforce login (org {}, {})",
-                    s.org_id, s.instance_url
+                    s.org_id,
+                    s.instance_url
                 );
                 match sf.queue_mappings().await {
                     Err(e) => problems.push(format!("cannot read the queue mappings: {e}")),
@@ -52,7 +53,7 @@ pub async fn check(dir: &Path) -> anyhow::Result<Vec<String>> {
                         for m in maps {
                             workgroups_needed.insert(m.workgroup.clone());
                             match m.queue_id {
-                                Some(_) => println!("ok    queue '{}' → workgroup '{}'", m.queue_name, m.workgroup),
+                                Some(_) => say!("ok    queue '{}' → workgroup '{}'", m.queue_name, m.workgroup),
                                 None => problems.push(format!(
                                     "mapping names the Salesforce queue '{}', which does not exist (names are case-sensitive)",
                                     m.queue_name
@@ -82,7 +83,7 @@ pub async fn check(dir: &Path) -> anyhow::Result<Vec<String>> {
                 .await;
                 match connected {
                     Ok(Some(server)) => {
-                        println!("ok    CIC session on {server}");
+                        say!("ok    CIC session on {server}");
                         match icws.workgroups().await {
                             Err(e) => problems.push(format!("cannot read CIC workgroups: {e}")),
                             Ok(wgs) => {
@@ -90,7 +91,7 @@ pub async fn check(dir: &Path) -> anyhow::Result<Vec<String>> {
                                     wgs.iter().map(|w| (w.name.as_str(), w.acd_email)).collect();
                                 for w in &workgroups_needed {
                                     match by_name.get(w.as_str()) {
-                                        Some(true) => println!("ok    CIC workgroup '{w}' routes email through ACD"),
+                                        Some(true) => say!("ok    CIC workgroup '{w}' routes email through ACD"),
                                         Some(false) => problems.push(format!("CIC workgroup '{w}' is not an ACD email workgroup")),
                                         None => problems.push(format!("CIC has no workgroup named '{w}' (names are case-sensitive)")),
                                     }
@@ -98,7 +99,7 @@ pub async fn check(dir: &Path) -> anyhow::Result<Vec<String>> {
                             }
                         }
                         match icws.skills().await {
-                            Ok(skills) => println!("ok    CIC skills: {}", skills.join(", ")),
+                            Ok(skills) => say!("ok    CIC skills: {}", skills.join(", ")),
                             Err(e) => problems.push(format!("cannot read CIC skills: {e}")),
                         }
                     }

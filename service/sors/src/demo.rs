@@ -59,7 +59,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let service = Service::start(spec).await?;
     let http = service.http_addr;
 
-    println!(
+    say!(
         r#"
 sors demo is running. Ctrl-C stops it.
 
@@ -218,8 +218,8 @@ async fn traffic(sf: Arc<FakeSalesforce>, cic: Arc<FakeIcws>) {
             },
         };
         match result {
-            Ok(line) => println!("demo traffic: {line}"),
-            Err(e) => println!("demo traffic: (skipped: {e})"),
+            Ok(line) => say!("demo traffic: {line}"),
+            Err(e) => say!("demo traffic: (skipped: {e})"),
         }
         if cases.len() > 30 {
             cases.remove(0);

@@ -13,10 +13,10 @@
 //! input.
 
 use std::io::BufRead;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::credentials::{
-    CicCredentials, CredentialError, CredentialStore, CredentialSummary, KeyOrigin,
+    CicCredentials, CredentialError, CredentialStore, CredentialSummary, Credentials, KeyOrigin,
     SalesforceCredentials, Secret,
 };
 use crate::env::Source;
@@ -57,7 +57,50 @@ pub fn secret_from_reader(input: &mut dyn BufRead) -> Result<Secret, SecretInput
     Ok(Secret::new(line))
 }
 
+/// What saving credentials did besides saving them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Saved {
+    /// A credential file that was refused (modified or damaged) was moved here first; the
+    /// other side's credentials, which were in it, must be entered again too.
+    pub set_aside: Option<PathBuf>,
+}
+
+/// The saved credentials to update: those of the file, or none when the file is refused as
+/// modified or damaged (it is then set aside, never overwritten). A wrong or missing key is
+/// still an error: the file is probably fine and the key is what needs restoring.
+fn load_for_update(store: &CredentialStore) -> Result<(Credentials, Saved), CredentialError> {
+    match store.load() {
+        Ok(c) => Ok((c, Saved::default())),
+        Err(e @ (CredentialError::Tampered { .. } | CredentialError::Format { .. })) => {
+            let kept = store.set_aside()?;
+            tracing::warn!(
+                event = "credentials.set_aside",
+                refused = %e,
+                kept = %kept.display(),
+                "The credential file was refused; it is kept aside and new credentials are saved"
+            );
+            Ok((
+                Credentials::default(),
+                Saved {
+                    set_aside: Some(kept),
+                },
+            ))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn not_empty(secret: &Secret, what: &'static str) -> Result<(), CredentialError> {
+    if secret.is_empty() {
+        Err(CredentialError::EmptySecret { what })
+    } else {
+        Ok(())
+    }
+}
+
 /// Replaces the Salesforce credentials of tenant directory `dir` (the CIC ones are kept).
+/// The password (and a client secret, when given) must not be empty; the security token may
+/// be (an org that trusts the router's address needs none).
 pub fn set_salesforce(
     dir: &Path,
     username: &str,
@@ -65,9 +108,13 @@ pub fn set_salesforce(
     security_token: Secret,
     client_id: Option<&str>,
     client_secret: Option<Secret>,
-) -> Result<(), CredentialError> {
+) -> Result<Saved, CredentialError> {
+    not_empty(&password, "Salesforce password")?;
+    if let Some(cs) = &client_secret {
+        not_empty(cs, "Salesforce client secret")?;
+    }
     let store = CredentialStore::open(dir)?;
-    let mut credentials = store.load()?;
+    let (mut credentials, saved) = load_for_update(&store)?;
     credentials.salesforce = Some(SalesforceCredentials {
         username: username.to_owned(),
         password,
@@ -82,13 +129,14 @@ pub fn set_salesforce(
         username,
         "Salesforce credentials saved"
     );
-    Ok(())
+    Ok(saved)
 }
 
 /// Replaces the CIC credentials of tenant directory `dir` (the Salesforce ones are kept).
-pub fn set_cic(dir: &Path, user: &str, password: Secret) -> Result<(), CredentialError> {
+pub fn set_cic(dir: &Path, user: &str, password: Secret) -> Result<Saved, CredentialError> {
+    not_empty(&password, "CIC password")?;
     let store = CredentialStore::open(dir)?;
-    let mut credentials = store.load()?;
+    let (mut credentials, saved) = load_for_update(&store)?;
     credentials.cic = Some(CicCredentials {
         user: user.to_owned(),
         password,
@@ -100,7 +148,7 @@ pub fn set_cic(dir: &Path, user: &str, password: Secret) -> Result<(), Credentia
         user,
         "CIC credentials saved"
     );
-    Ok(())
+    Ok(saved)
 }
 
 /// Describes which credentials tenant directory `dir` holds: user names, never secrets. Fails

@@ -207,6 +207,12 @@ pub enum CredentialError {
         /// The cause.
         source: io::Error,
     },
+    /// A password or secret given to be saved is empty.
+    #[error("the {what} is empty: nothing was saved")]
+    EmptySecret {
+        /// Which secret, e.g. "CIC password".
+        what: &'static str,
+    },
     /// The operating system's random number generator failed.
     #[error("the system random number generator failed: {0}")]
     Random(String),
@@ -263,6 +269,21 @@ impl CredentialStore {
     /// The credential file's path.
     pub fn path(&self) -> PathBuf {
         self.dir.join(SECURE_DIR).join(CREDENTIAL_FILE)
+    }
+
+    /// Moves a credential file that cannot be read (damaged or modified) out of the way, to
+    /// `encryptData.json.refused-<time>` beside it, so that credentials can be entered again.
+    /// Nothing is deleted: the refused file is kept for inspection. Returns its new path.
+    pub fn set_aside(&self) -> Result<PathBuf, CredentialError> {
+        let path = self.path();
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+        let kept = path.with_file_name(format!("{CREDENTIAL_FILE}.refused-{stamp}"));
+        fs::rename(&path, &kept).map_err(|source| CredentialError::Io {
+            action: "move aside",
+            path: path.clone(),
+            source,
+        })?;
+        Ok(kept)
     }
 
     /// Where the key comes from.

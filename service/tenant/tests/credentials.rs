@@ -362,3 +362,71 @@ fn cli_secret_inputs() {
     let mut empty = std::io::Cursor::new("");
     assert!(cli::secret_from_reader(&mut empty).is_err());
 }
+
+/// Issue 8: "enter those credentials again" must work after a refusal, and keep the refused
+/// file rather than overwrite it.
+#[test]
+fn credentials_refused_as_modified_can_be_entered_again() {
+    let dir = TempDir::new("cred-reenter");
+    cli::set_cic(dir.path(), "sors_service", Secret::new(CIC_PASSWORD)).unwrap();
+    let store = CredentialStore::open(dir.path()).unwrap();
+    let mut json = read_json(&store);
+    let ct = json["cic"]["password"]["ciphertext"].as_str().unwrap();
+    let mut raw = base64::engine::general_purpose::STANDARD
+        .decode(ct)
+        .unwrap();
+    raw[0] ^= 1;
+    json["cic"]["password"]["ciphertext"] =
+        base64::engine::general_purpose::STANDARD.encode(raw).into();
+    write_json(&store, &json);
+    let tampered = std::fs::read(store.path()).unwrap();
+    assert!(matches!(
+        store.load(),
+        Err(CredentialError::Tampered { .. })
+    ));
+
+    let saved = cli::set_cic(dir.path(), "sors_service", Secret::new("new-cic-secret")).unwrap();
+    let kept = saved.set_aside.expect("the refused file is set aside");
+    assert_eq!(
+        std::fs::read(&kept).unwrap(),
+        tampered,
+        "kept byte for byte"
+    );
+    assert!(kept.to_string_lossy().contains("encryptData.json.refused-"));
+    let loaded = store.load().unwrap();
+    assert_eq!(loaded.cic.unwrap().password.expose(), "new-cic-secret");
+    // a readable file is updated in place, nothing set aside
+    let again = cli::set_cic(dir.path(), "sors_service", Secret::new("third")).unwrap();
+    assert_eq!(again.set_aside, None);
+}
+
+#[test]
+fn empty_passwords_are_refused_and_nothing_is_saved() {
+    let dir = TempDir::new("cred-empty");
+    let err = cli::set_cic(dir.path(), "sors", Secret::new("")).unwrap_err();
+    assert!(err.to_string().contains("CIC password is empty"), "{err}");
+    let err = cli::set_salesforce(
+        dir.path(),
+        "router@acme.example",
+        Secret::new(""),
+        Secret::new("TOKEN"),
+        None,
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("Salesforce password is empty"),
+        "{err}"
+    );
+    let err = cli::set_salesforce(
+        dir.path(),
+        "router@acme.example",
+        Secret::new("pw"),
+        Secret::new(""),
+        Some("client"),
+        Some(Secret::new("")),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("client secret is empty"), "{err}");
+    assert!(!CredentialStore::open(dir.path()).unwrap().path().exists());
+}

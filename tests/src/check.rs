@@ -239,6 +239,52 @@ pub async fn graceful_sigterm(seed: u64, dir: &Path) -> Result<Outcome, HarnessE
     outcome
 }
 
+/// Issue 8, item 2: CIC switches over without interaction recovery while the router is down
+/// (killed after a burst has been routed). No running router saw the loss; the restarted one
+/// must find it from Salesforce and CIC alone and re-route every case that should be live.
+pub async fn switchover_while_down(seed: u64, dir: &Path) -> Result<Outcome, HarnessError> {
+    let bed = start_bed(dir).await?;
+    let mut router = RouterProcess::new(dir.to_path_buf())?;
+    router.start(START_DEADLINE).await?;
+    let mut workload = Workload::new(seed);
+    workload.burst(&bed.sf, 60, Duration::from_secs(3)).await?;
+    let until = Instant::now() + Duration::from_secs(60);
+    while pending(&bed.sf)? != (0, 0) {
+        if Instant::now() > until {
+            return Err(HarnessError::Setup(
+                "the burst was not routed within 60 s".into(),
+            ));
+        }
+        sleep(Duration::from_millis(100)).await;
+    }
+    router.kill()?;
+    router.note_rows_at_end(0, 0);
+    let live_before = bed.cic.interactions().iter().filter(|i| i.live).count();
+    bed.cic.switchover(Some(false));
+    println!(
+        "switchover_while_down: {live_before} live interaction(s) lost while the router was down"
+    );
+    let mut problems = Vec::new();
+    if live_before == 0 {
+        problems.push("nothing was live before the switchover: the check tested nothing".into());
+    }
+    router.start(START_DEADLINE).await?;
+    let outcome = judge(
+        "switchover_while_down",
+        &bed,
+        &mut router,
+        &workload,
+        Duration::from_secs(60),
+        Duration::from_secs(20),
+        problems,
+        dir,
+    )
+    .await;
+    drop(router);
+    bed.shutdown().await;
+    outcome
+}
+
 /// The fakes, and a tenant directory pointing at them with test timings.
 async fn start_bed(dir: &Path) -> Result<Bed, HarnessError> {
     let bed = Bed::start_fakes(BedOptions::default())

@@ -4,15 +4,19 @@
 //!
 //! `cargo test -p sors-system-tests --test crash` runs the short mode (CI);
 //! `… -- --full` (or `SORS_CRASH_FULL=1`) the 2,000 rows × 20 kills;
-//! `SORS_CRASH_SEED=<n>` replays a seed. Positional arguments filter checks by name.
+//! `SORS_CRASH_SEED=<n>` replays a seed; `--seeds N` runs N seeds in a row (the first the
+//! replayed one, if any, then random ones) and stops at the first failure. Positional
+//! arguments filter checks by name.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use sors_system_tests::check::{CrashPlan, Outcome, crash_sigkill, graceful_sigterm};
+use sors_system_tests::check::{
+    CrashPlan, Outcome, crash_sigkill, graceful_sigterm, switchover_while_down,
+};
 use sors_system_tests::child::{CHILD_ENV, run_child};
 
-const CHECKS: [&str; 2] = ["crash_sigkill", "graceful_sigterm"];
+const CHECKS: [&str; 3] = ["crash_sigkill", "graceful_sigterm", "switchover_while_down"];
 
 fn main() -> ExitCode {
     if let Some(dir) = std::env::var_os(CHILD_ENV) {
@@ -27,7 +31,7 @@ fn main() -> ExitCode {
     }
     let full = args.full || std::env::var("SORS_CRASH_FULL").is_ok_and(|v| v == "1");
     let selected: Vec<&str> = CHECKS.into_iter().filter(|c| args.selects(c)).collect();
-    let seed = match std::env::var("SORS_CRASH_SEED") {
+    let first_seed = match std::env::var("SORS_CRASH_SEED") {
         Ok(s) => match s.trim().parse::<u64>() {
             Ok(n) => n,
             Err(_) => {
@@ -37,8 +41,11 @@ fn main() -> ExitCode {
         },
         Err(_) => rand::random(),
     };
+    let Some(seeds) = args.seeds else {
+        eprintln!("--seeds takes a number of seeds, at least 1");
+        return ExitCode::FAILURE;
+    };
     let mode = if full { "full" } else { "short" };
-    println!("crash tests: mode {mode}, seed {seed} (replay with SORS_CRASH_SEED={seed})");
 
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -53,7 +60,55 @@ fn main() -> ExitCode {
     };
     let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sors-crash");
     let (mut passed, mut failed) = (0, 0);
-    for name in selected {
+    let mut passed_seeds = Vec::new();
+    for round in 0..seeds {
+        let seed = if round == 0 {
+            first_seed
+        } else {
+            rand::random()
+        };
+        println!(
+            "crash tests: mode {mode}, seed {seed} (replay with SORS_CRASH_SEED={seed}){}",
+            if seeds > 1 {
+                format!(", seed {} of {seeds}", round + 1)
+            } else {
+                String::new()
+            }
+        );
+        let failed_before = failed;
+        run_seed(&rt, &base, &selected, seed, full, &mut passed, &mut failed);
+        if failed > failed_before {
+            if seeds > 1 {
+                println!(
+                    "\nstopped at the first failing seed ({seed}); seeds that passed: {passed_seeds:?}"
+                );
+            }
+            break;
+        }
+        passed_seeds.push(seed);
+    }
+    if seeds > 1 && failed == 0 {
+        println!("\nall {seeds} seeds passed: {passed_seeds:?}");
+    }
+    println!("\n{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Runs the selected checks with one seed.
+fn run_seed(
+    rt: &tokio::runtime::Runtime,
+    base: &std::path::Path,
+    selected: &[&str],
+    seed: u64,
+    full: bool,
+    passed: &mut usize,
+    failed: &mut usize,
+) {
+    for &name in selected {
         let dir = base.join(format!("{name}-{seed}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         println!("\n{name}: tenant {}", dir.display());
@@ -71,6 +126,7 @@ fn main() -> ExitCode {
                     );
                     crash_sigkill(&plan, &dir).await
                 }
+                "switchover_while_down" => switchover_while_down(seed, &dir).await,
                 _ => graceful_sigterm(seed, &dir).await,
             }
         });
@@ -78,24 +134,18 @@ fn main() -> ExitCode {
             Ok(outcome) => {
                 print!("{}", outcome.render());
                 if outcome.passed() {
-                    passed += 1;
+                    *passed += 1;
                     let _ = std::fs::remove_dir_all(&dir);
                 } else {
-                    failed += 1;
+                    *failed += 1;
                 }
             }
             Err(e) => {
                 println!("{name}: FAILED: {e}");
                 println!("  router logs and tenant: {}", dir.display());
-                failed += 1;
+                *failed += 1;
             }
         }
-    }
-    println!("\n{passed} passed, {failed} failed");
-    if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
     }
 }
 
@@ -110,6 +160,8 @@ struct Args {
     ignored: bool,
     filters: Vec<String>,
     skips: Vec<String>,
+    /// `--seeds N`: `None` when N is missing or not a number of at least 1.
+    seeds: Option<usize>,
 }
 
 impl Args {
@@ -122,11 +174,20 @@ impl Args {
             "--shuffle-seed",
             "-Z",
         ];
-        let mut args = Args::default();
+        let mut args = Args {
+            seeds: Some(1),
+            ..Args::default()
+        };
         let mut raw = raw.peekable();
         while let Some(a) = raw.next() {
             match a.as_str() {
                 "--full" => args.full = true,
+                "--seeds" => {
+                    args.seeds = raw
+                        .next()
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .filter(|n| *n >= 1)
+                }
                 "--list" => args.list = true,
                 "--exact" => args.exact = true,
                 "--ignored" => args.ignored = true,

@@ -87,12 +87,17 @@ struct FileSpec {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouterSettings {
+    /// Start from the production defaults (`sors serve` with an empty `[routing]`) instead of
+    /// the test bed's fast timings; the other keys still apply on top. For measurements.
+    pub production_timings: Option<bool>,
     pub auto_disconnect_on_reply: Option<bool>,
     pub reroute_lost_on_switchover: Option<bool>,
     pub max_attempts: Option<u32>,
     pub route_timeout_ms: Option<u64>,
     pub retry_backoff_ms: Option<u64>,
     pub sweep_interval_ms: Option<u64>,
+    /// Milliseconds between reconciliations; 0 turns them off.
+    pub reconcile_interval_ms: Option<u64>,
 }
 
 impl RouterSettings {
@@ -103,6 +108,10 @@ impl RouterSettings {
                 parts.push(format!("{k} = {v}"));
             }
         };
+        add(
+            "production_timings",
+            self.production_timings.map(|v| v.to_string()),
+        );
         add(
             "auto_disconnect_on_reply",
             self.auto_disconnect_on_reply.map(|v| v.to_string()),
@@ -123,6 +132,10 @@ impl RouterSettings {
         add(
             "sweep_interval_ms",
             self.sweep_interval_ms.map(|v| v.to_string()),
+        );
+        add(
+            "reconcile_interval_ms",
+            self.reconcile_interval_ms.map(|v| v.to_string()),
         );
         parts.join(", ")
     }
@@ -376,7 +389,7 @@ pub enum Expectation {
         hold: Option<f64>,
     },
     /// An alert on the router's status (kind: push_lost, switchover, resync, push_topic,
-    /// relogin, failed_row).
+    /// relogin, failed_row, reconciled, other_router, config_drift).
     Alert {
         kind: Option<String>,
         contains: Option<String>,

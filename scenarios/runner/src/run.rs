@@ -250,6 +250,9 @@ async fn execute(
 }
 
 fn apply_settings(o: &mut Options, r: &RouterSettings) {
+    if r.production_timings == Some(true) {
+        *o = Options::default();
+    }
     if let Some(v) = r.auto_disconnect_on_reply {
         o.settings.auto_disconnect_on_reply = v;
     }
@@ -267,6 +270,10 @@ fn apply_settings(o: &mut Options, r: &RouterSettings) {
     }
     if let Some(v) = r.sweep_interval_ms {
         o.sweep_interval = Duration::from_millis(v.max(100));
+    }
+    if let Some(v) = r.reconcile_interval_ms {
+        o.settings.reconcile_interval =
+            (v > 0).then(|| TimeDelta::milliseconds(i64::try_from(v).unwrap_or(i64::MAX)));
     }
 }
 
@@ -727,7 +734,12 @@ impl Ctx<'_> {
                             }
                         }
                     }
-                    return Ok(seen);
+                    let waited = start.elapsed().as_secs_f64();
+                    return Ok(if waited >= 0.1 {
+                        format!("{seen} (met after {waited:.1} s)")
+                    } else {
+                        seen
+                    });
                 }
                 Err(why) if start.elapsed() >= deadline => {
                     return Err(format!(

@@ -25,6 +25,8 @@ pub fn fast_options() -> Options {
             route_timeout: TimeDelta::seconds(5),
             retry_backoff: TimeDelta::milliseconds(300),
             max_attempts: 10,
+            max_write_backoff: TimeDelta::seconds(2),
+            reconcile_interval: Some(TimeDelta::seconds(3)),
             ..Settings::default()
         },
         sweep_interval: Duration::from_secs(2),

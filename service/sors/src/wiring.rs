@@ -128,6 +128,9 @@ pub fn options(cfg: &Config) -> Options {
             route_timeout: TimeDelta::seconds(r.route_timeout_secs as i64),
             max_attempts: r.max_attempts,
             retry_backoff: TimeDelta::seconds(r.retry_backoff_secs as i64),
+            reconcile_interval: (r.reconcile_interval_secs > 0)
+                .then(|| TimeDelta::seconds(r.reconcile_interval_secs as i64)),
+            reconcile_lookback: TimeDelta::days(r.reconcile_lookback_days as i64),
             ..Settings::default()
         },
         sweep_interval: Duration::from_secs(r.sweep_interval_secs),

@@ -280,6 +280,14 @@ pub struct RoutingConfig {
     pub sweep_grace_secs: u64,
     /// Milliseconds to gather ready rows into one bookkeeping batch, 0 to 10000. Default 50.
     pub batch_window_ms: u64,
+    /// Seconds between reconciliations of Salesforce with CIC (cases that should have a live
+    /// interaction and have none are re-routed; interactions of deleted or closed cases are
+    /// disconnected), 0 to turn them off, else 10 to 86400. The first runs at start-up.
+    /// Default 300.
+    pub reconcile_interval_secs: u64,
+    /// Reconciliation looks at open cases created within this many days (and at the case of
+    /// every live interaction, however old), 1 to 365. Default 7.
+    pub reconcile_lookback_days: u64,
 }
 
 impl Default for RoutingConfig {
@@ -294,6 +302,8 @@ impl Default for RoutingConfig {
             sweep_interval_secs: 60,
             sweep_grace_secs: 120,
             batch_window_ms: 50,
+            reconcile_interval_secs: 300,
+            reconcile_lookback_days: 7,
         }
     }
 }
@@ -668,6 +678,22 @@ impl Config {
             r.batch_window_ms,
             0,
             10_000,
+            &mut p,
+        );
+        if r.reconcile_interval_secs != 0 {
+            check_range(
+                "routing.reconcile_interval_secs",
+                r.reconcile_interval_secs,
+                10,
+                86_400,
+                &mut p,
+            );
+        }
+        check_range(
+            "routing.reconcile_lookback_days",
+            r.reconcile_lookback_days,
+            1,
+            365,
             &mut p,
         );
 

@@ -188,11 +188,10 @@ fn main() -> ExitCode {
             Ok(c) => {
                 passed += 1;
                 println!(
-                    "story {next}: seed 0x{seed:016x} ok in {:.1} s: {} cases ({} checked live once, {} unpromised), {} rows ({} SwitchoverRecovery), {} interactions ({} lost or gone in a switchover)",
+                    "story {next}: seed 0x{seed:016x} ok in {:.1} s: {} cases ({} checked live once), {} rows ({} SwitchoverRecovery), {} interactions ({} lost or gone in a switchover)",
                     t.elapsed().as_secs_f64(),
                     c.cases,
                     c.live_checked,
-                    c.unpromised,
                     c.rows,
                     c.recovery_rows,
                     c.interactions,

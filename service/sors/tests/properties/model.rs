@@ -59,14 +59,8 @@ pub struct CaseModel {
     pub skills: Skills,
     /// Rows the trigger wrote, oldest first.
     pub events: Vec<Event>,
-    /// Set when the case's interaction was lost in a switchover without interaction recovery
-    /// while no router could know it had been live (none running, or the one that saw it was
-    /// stopped before its recovery became durable). A router keeps no state (routing.md §1), so
-    /// nothing re-creates it until the next trigger row; only "at most one live" is promised.
-    pub unpromised: Option<String>,
-    /// Lost in a switchover without recovery seen by the running router; its recovery is not
-    /// yet known to be durable (checked when that router stops).
-    pub lost_while_running: bool,
+    /// Deleted in Salesforce.
+    pub deleted: bool,
 }
 
 /// What the model expects of one case once everything has settled.
@@ -82,7 +76,7 @@ pub enum Expect {
     /// Nothing live (closed, or its last row was an agent reply with auto-disconnect on).
     NothingLive(&'static str),
     /// Only the global "at most one live interaction" (owned by an agent or an unmonitored
-    /// queue, or unpromised after a loss no router could see).
+    /// queue).
     AtMostOne,
 }
 
@@ -91,14 +85,17 @@ impl CaseModel {
         let Some(last) = self.events.last() else {
             return Expect::NeverRouted;
         };
+        if self.deleted {
+            return Expect::NothingLive("the case is deleted");
+        }
         if self.closed {
             return Expect::NothingLive("the case is closed");
         }
         if *last == Event::AgentReply {
             return Expect::NothingLive("its last row is an agent reply (auto-disconnect is on)");
         }
-        match (self.owner.monitored(), &self.unpromised) {
-            (Some(q), None) if last.is_route() => Expect::LiveOnce {
+        match self.owner.monitored() {
+            Some(q) if last.is_route() => Expect::LiveOnce {
                 workgroup: q.workgroup().unwrap_or_default(),
                 skills: self.skills.cleaned(),
             },
@@ -109,8 +106,6 @@ impl CaseModel {
     /// Records a row the trigger writes; new work for the router supersedes any earlier loss.
     fn write(&mut self, event: Event) {
         self.events.push(event);
-        self.unpromised = None;
-        self.lost_while_running = false;
     }
 }
 
@@ -126,11 +121,7 @@ impl fmt::Display for CaseModel {
             self.skills.field(),
             events.join(", "),
             self.expect()
-        )?;
-        if let Some(why) = &self.unpromised {
-            write!(f, " ({why})")?;
-        }
-        Ok(())
+        )
     }
 }
 
@@ -141,8 +132,11 @@ pub struct Model {
 
 impl Model {
     /// The case an operation's index names, if any case exists yet.
+    /// The `i`-th case (modulo), unless it is deleted: nobody works on a deleted case.
     pub fn pick(&self, i: usize) -> Option<usize> {
-        (!self.cases.is_empty()).then(|| i % self.cases.len())
+        (!self.cases.is_empty())
+            .then(|| i % self.cases.len())
+            .filter(|&n| !self.cases[n].deleted)
     }
 
     pub fn get(&self, id: &str) -> Option<&CaseModel> {
@@ -156,8 +150,7 @@ impl Model {
             closed: false,
             skills,
             events: Vec::new(),
-            unpromised: None,
-            lost_while_running: false,
+            deleted: false,
         };
         if queue.workgroup().is_some() {
             c.write(Event::New);

@@ -106,6 +106,10 @@ pub enum Op {
     Close {
         case: usize,
     },
+    /// The case is deleted (spam, a duplicate): no trigger fires; nothing may stay live for it.
+    DeleteCase {
+        case: usize,
+    },
     // CIC actions.
     Switchover {
         recovery: bool,
@@ -129,6 +133,11 @@ pub enum Op {
         call: CicCall,
         count: u32,
         status: u16,
+    },
+    /// A Salesforce write outage: the next `count` row updates, single and in collections,
+    /// answer 503 (far more than the client's own retries and `max_attempts`).
+    SalesforceWriteOutage {
+        count: u32,
     },
     // The router.
     StopRouter,
@@ -220,6 +229,7 @@ pub fn op() -> impl Strategy<Value = Op> {
         2 => case().prop_map(|case| Op::CustomerEmail { case }),
         2 => (case(), agent()).prop_map(|(case, agent)| Op::AgentReply { case, agent }),
         1 => case().prop_map(|case| Op::Close { case }),
+        1 => case().prop_map(|case| Op::DeleteCase { case }),
         2 => any::<bool>().prop_map(|recovery| Op::Switchover { recovery }),
         1 => (agent(), any::<bool>())
             .prop_map(|(agent, available)| Op::AgentAvailable { agent, available }),
@@ -230,6 +240,7 @@ pub fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(call, count, lock_error)| Op::FailSalesforce { call, count, lock_error }),
         1 => (cic_call(), 1u32..=2, prop_oneof![Just(500u16), Just(503u16)])
             .prop_map(|(call, count, status)| Op::FailCic { call, count, status }),
+        1 => (10u32..=40).prop_map(|count| Op::SalesforceWriteOutage { count }),
         1 => Just(Op::StopRouter),
         1 => Just(Op::KillRouter),
         1 => Just(Op::RestartRouter),

@@ -35,6 +35,8 @@
     failed_row: 'Failed row',
     config_drift: 'Config drift',
     api_limit: 'API allowance',
+    reconciled: 'Reconciled',
+    other_router: 'Other router',
   };
   const LEVEL_WORD = { up: 'Up', degraded: 'Degraded', down: 'Down', unknown: 'Checking' };
   const LEVEL_RANK = { down: 0, degraded: 1, unknown: 2, up: 3 };

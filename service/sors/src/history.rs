@@ -21,7 +21,9 @@
 //!   first (`incidents_dropped`). An incident of the same kind as the newest one, less than
 //!   [`FOLD_SECONDS`] after that one began, is folded into it (`count` + 1, `last_at` moved,
 //!   the first message kept), so that a burst of failed rows cannot push last night's switchover
-//!   out of the list.
+//!   out of the list. What the service learns later about the same event (the reconciliation
+//!   after a switchover) is added to that incident's message ([`History::amend`]), so one
+//!   switchover counts once.
 //! - Messages longer than [`MAX_MESSAGE`] bytes are cut at a character boundary and end in `…`.
 //!
 //! Time never goes backwards here: an event stamped before the newest minute already seen (the
@@ -157,6 +159,10 @@ pub enum IncidentKind {
     ConfigDrift,
     /// The Salesforce API allowance is nearly used.
     ApiLimit,
+    /// Reconciliation found Salesforce and CIC apart and mended it.
+    Reconciled,
+    /// Evidence of another router on the same tenant.
+    OtherRouter,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -473,6 +479,20 @@ impl History {
             kind,
             message: bounded(message),
         });
+    }
+
+    /// More about the newest incident of `kind` (the caller knows it is the same event, e.g. the
+    /// reconciliation after a switchover): `message` is appended to its message (`first; more`,
+    /// cut to [`MAX_MESSAGE`]) without counting another incident. Returns false, changing
+    /// nothing, when there is no incident of `kind`.
+    pub fn amend(&mut self, kind: IncidentKind, message: &str) -> bool {
+        match self.incidents.iter_mut().rev().find(|i| i.kind == kind) {
+            Some(i) => {
+                i.message = bounded(&format!("{}; {message}", i.message));
+                true
+            }
+            None => false,
+        }
     }
 
     /// `now`, or the previous entry's time if the clock went back, so that lists stay ordered.
@@ -908,6 +928,29 @@ mod tests {
     }
 
     #[test]
+    fn an_amendment_adds_to_the_newest_incident_of_its_kind() {
+        let mut h = History::new(t0());
+        assert!(!h.amend(IncidentKind::Switchover, "nothing to amend"));
+        h.incident(
+            secs(0),
+            IncidentKind::Switchover,
+            "CIC session re-established on cic2",
+        );
+        h.incident(secs(1), IncidentKind::FailedRows, "row a1 failed");
+        assert!(h.amend(IncidentKind::Switchover, "2 interaction(s) lost"));
+        let v = h.snapshot(secs(2));
+        assert_eq!(v.incidents.len(), 2);
+        assert_eq!(v.incidents[0].count, 1);
+        assert_eq!(
+            v.incidents[0].message,
+            "CIC session re-established on cic2; 2 interaction(s) lost"
+        );
+        assert_eq!(v.incidents[1].message, "row a1 failed");
+        assert!(h.amend(IncidentKind::Switchover, &"x".repeat(400)));
+        assert!(h.snapshot(secs(2)).incidents[0].message.len() <= MAX_MESSAGE);
+    }
+
+    #[test]
     fn long_messages_are_cut_at_a_character_boundary() {
         let mut h = History::new(t0());
         let long = "é".repeat(400); // 800 bytes
@@ -980,6 +1023,8 @@ mod tests {
             (IncidentKind::FailedRows, "failed_rows"),
             (IncidentKind::ConfigDrift, "config_drift"),
             (IncidentKind::ApiLimit, "api_limit"),
+            (IncidentKind::Reconciled, "reconciled"),
+            (IncidentKind::OtherRouter, "other_router"),
         ] {
             assert_eq!(serde_json::to_value(k).unwrap(), s);
         }

@@ -1,6 +1,8 @@
 //! What the service knows about itself, and the HTTP endpoints that show it: `/heartbeat`
-//! (JSON, CORS-enabled, what the dashboard polls), `/metrics` (Prometheus text), `/healthz`
-//! (the process answers) and `/readyz` (logged in on both sides and subscribed).
+//! (JSON, CORS-enabled, what the dashboard polls), `/history` (the recent past kept in memory,
+//! see [`crate::history`]; CORS like `/heartbeat`), `/metrics` (Prometheus text), `/healthz`
+//! (the process answers), `/readyz` (logged in on both sides and subscribed) and `/dashboard/`
+//! (the multi-tenant status page of `dashboard/`, built into the binary).
 //!
 //! Nothing here ever holds a secret: only ids, URLs, counters and error texts that the clients
 //! have already stripped of tokens and passwords.
@@ -11,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
@@ -19,6 +21,8 @@ use serde::Serialize;
 use sors_core::model::RowId;
 use sors_core::router::Status as RouterStatus;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::history::{self, History, HistoryView, IncidentKind};
 
 const MAX_ALERTS: usize = 50;
 
@@ -82,6 +86,16 @@ impl Readiness {
     }
 }
 
+impl From<Readiness> for history::State {
+    fn from(r: Readiness) -> history::State {
+        match r {
+            Readiness::Up => history::State::Up,
+            Readiness::Degraded => history::State::Degraded,
+            Readiness::Down => history::State::Down,
+        }
+    }
+}
+
 impl std::fmt::Display for Readiness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -121,6 +135,22 @@ pub enum ReasonKind {
 }
 
 impl ReasonKind {
+    /// The kind as the heartbeat's `reasons[].kind` and `/history`'s `reason` show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonKind::SalesforceLoggedOut => "salesforce_logged_out",
+            ReasonKind::CicAuthFailing => "cic_auth_failing",
+            ReasonKind::CicDisconnected => "cic_disconnected",
+            ReasonKind::StreamingDown => "streaming_down",
+            ReasonKind::WaitingForCic => "waiting_for_cic",
+            ReasonKind::SalesforceWritesFailing => "salesforce_writes_failing",
+            ReasonKind::PushTopicMissing => "push_topic_missing",
+            ReasonKind::PushLossSuspected => "push_loss_suspected",
+            ReasonKind::OtherRouterActive => "other_router_active",
+            ReasonKind::ApiAllowanceLow => "api_allowance_low",
+        }
+    }
+
     /// Kinds under which nothing at all is routed.
     fn is_down(self) -> bool {
         matches!(
@@ -207,6 +237,8 @@ pub struct StatusView {
 pub struct Shared {
     view: Mutex<StatusView>,
     inner: Mutex<Inner>,
+    /// What `/history` serves. Locked after `view` when both are (never the other way round).
+    history: Mutex<History>,
 }
 
 #[derive(Debug, Default)]
@@ -219,14 +251,18 @@ struct Inner {
     write_call_failing: Option<String>,
     /// Rows waiting for a write retry, as the router last said.
     writes_waiting: usize,
+    /// The CIC session (`cic.sessions`) whose switchover is already in the history: the
+    /// reconciliation that follows it is a detail of the same switchover, not a second one.
+    switchover_session: Option<u64>,
 }
 
 impl Shared {
     pub fn new(tenant: &str) -> Arc<Shared> {
+        let started_at = Utc::now();
         let view = StatusView {
             tenant: tenant.to_owned(),
             version: env!("CARGO_PKG_VERSION"),
-            started_at: Some(Utc::now()),
+            started_at: Some(started_at),
             status: Readiness::Down,
             message: "Starting".to_owned(),
             ..StatusView::default()
@@ -234,6 +270,7 @@ impl Shared {
         let shared = Shared {
             view: Mutex::new(view),
             inner: Mutex::new(Inner::default()),
+            history: Mutex::new(History::new(started_at)),
         };
         shared.set(
             ReasonKind::SalesforceLoggedOut,
@@ -249,6 +286,15 @@ impl Shared {
 
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn recorder(&self) -> std::sync::MutexGuard<'_, History> {
+        self.history.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The `/history` document now.
+    pub fn history(&self) -> HistoryView {
+        self.recorder().snapshot(Utc::now())
     }
 
     /// Sets a reason (keeping its `since` when it is already set).
@@ -295,6 +341,13 @@ impl Shared {
             None => "Successfully connected to CIC Server and Salesforce".to_owned(),
             Some(r) => r.message.clone(),
         };
+        // Recorded under the view's lock, so the newest transition is always the status shown.
+        self.recorder().status(
+            Utc::now(),
+            v.status.into(),
+            reasons.first().map(|r| r.kind.as_str()),
+            &v.message,
+        );
         v.reasons = reasons;
     }
 
@@ -307,6 +360,7 @@ impl Shared {
     }
 
     pub fn alert(&self, kind: AlertKind, message: String) {
+        self.record_alert(kind, &message);
         self.update(|v| {
             v.alerts.push_front(Alert {
                 kind,
@@ -384,13 +438,46 @@ impl Shared {
             (Some(used), Some(max))
                 if max > 0 && used as f64 >= max as f64 * API_ALLOWANCE_WARN =>
             {
-                self.set(
-                    ReasonKind::ApiAllowanceLow,
-                    format!("Salesforce API allowance nearly used: {used} of {max} requests today"),
-                );
+                let message =
+                    format!("Salesforce API allowance nearly used: {used} of {max} requests today");
+                if !self.has_reason(ReasonKind::ApiAllowanceLow) {
+                    self.recorder()
+                        .incident(Utc::now(), IncidentKind::ApiLimit, &message);
+                }
+                self.set(ReasonKind::ApiAllowanceLow, message);
             }
             _ => self.clear(ReasonKind::ApiAllowanceLow),
         }
+    }
+
+    /// An alert as an incident of the history. The reconciliation after a switchover (an alert
+    /// of the same kind within the same CIC session) adds its numbers to that switchover.
+    fn record_alert(&self, kind: AlertKind, message: &str) {
+        let kind = match kind {
+            AlertKind::PushLost => IncidentKind::PushLost,
+            AlertKind::Switchover => IncidentKind::Switchover,
+            AlertKind::Resync => IncidentKind::Resync,
+            AlertKind::PushTopic => IncidentKind::PushTopicRepaired,
+            AlertKind::Relogin => IncidentKind::Relogin,
+            AlertKind::FailedRow => IncidentKind::FailedRows,
+            AlertKind::Reconciled => IncidentKind::Reconciled,
+            AlertKind::OtherRouter => IncidentKind::OtherRouter,
+            AlertKind::ConfigDrift => IncidentKind::ConfigDrift,
+        };
+        let now = Utc::now();
+        if kind == IncidentKind::Switchover {
+            let session = self.snapshot().cic.sessions;
+            let same = {
+                let mut inner = self.inner();
+                let same = inner.switchover_session == Some(session);
+                inner.switchover_session = Some(session);
+                same
+            };
+            if same && self.recorder().amend(kind, message) {
+                return;
+            }
+        }
+        self.recorder().incident(now, kind, message);
     }
 
     pub fn streaming(&self, state: Streaming) {
@@ -428,6 +515,11 @@ impl Shared {
     }
 
     pub fn cic_lost(&self, reason: &str) {
+        self.recorder().incident(
+            Utc::now(),
+            IncidentKind::CicLost,
+            &format!("CIC session lost: {reason}"),
+        );
         self.update(|v| {
             v.cic.connected = false;
             v.cic.last_error = Some(reason.to_owned());
@@ -468,6 +560,7 @@ impl Shared {
     pub fn router_status(&self, s: RouterStatus, now: DateTime<Utc>) {
         let (cic_ready, waiting, other) = (s.cic_ready, s.writes_waiting, s.other_router_at);
         let connected = self.snapshot().cic.connected;
+        self.recorder().backlog(now, s.waiting_rows);
         self.update(|v| v.routing.router = s);
         if connected && !cic_ready {
             self.set(
@@ -556,6 +649,7 @@ impl Shared {
             t.1 += 1;
             t.0 / t.1.max(1) as i64
         };
+        self.recorder().routed(Utc::now(), ms);
         self.update(|v| {
             v.routing.routed += 1;
             v.routing.last_time_to_route_ms = Some(ms);
@@ -568,6 +662,7 @@ impl Shared {
     }
 
     pub fn failed(&self, row: &RowId, reason: &str) {
+        self.recorder().failed(Utc::now(), 1);
         self.update(|v| v.routing.failed += 1);
         self.alert(AlertKind::FailedRow, format!("row {row} failed: {reason}"));
     }
@@ -622,15 +717,76 @@ pub fn http_router(shared: Arc<Shared>, cors_origins: &[String]) -> Router {
         CorsLayer::new().allow_origin(origins)
     };
     Router::new()
-        .route("/heartbeat", get(heartbeat).layer(cors))
+        .route("/heartbeat", get(heartbeat).layer(cors.clone()))
+        .route("/history", get(history_doc).layer(cors))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route(
+            "/dashboard",
+            get(|| async { Redirect::permanent("/dashboard/") }),
+        )
+        .route("/dashboard/", get(|| dashboard_file("index.html")))
+        .route("/dashboard/{file}", get(dashboard_asset))
         .with_state(shared)
 }
 
 async fn heartbeat(State(s): State<Arc<Shared>>) -> Json<StatusView> {
     Json(s.snapshot())
+}
+
+async fn history_doc(State(s): State<Arc<Shared>>) -> Json<HistoryView> {
+    Json(s.history())
+}
+
+/// The policy the dashboard's files are served with: nothing but its own files, and requests to
+/// any tenant's `/heartbeat` and `/history` (`connect-src http: https:`).
+pub const DASHBOARD_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src http: https:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// The dashboard's four static files (`dashboard/` in the repository), built into the binary.
+const DASHBOARD_FILES: [(&str, &str, &[u8]); 4] = [
+    (
+        "index.html",
+        "text/html; charset=utf-8",
+        include_bytes!("../../../dashboard/index.html"),
+    ),
+    (
+        "dashboard.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../../dashboard/dashboard.css"),
+    ),
+    (
+        "dashboard.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../dashboard/dashboard.js"),
+    ),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_bytes!("../../../dashboard/favicon.svg"),
+    ),
+];
+
+async fn dashboard_asset(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+    dashboard_file(&file).await
+}
+
+async fn dashboard_file(file: &str) -> Response {
+    let Some((_, content_type, body)) = DASHBOARD_FILES.iter().find(|(name, _, _)| *name == file)
+    else {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    };
+    (
+        [
+            (header::CONTENT_TYPE, *content_type),
+            (header::CONTENT_SECURITY_POLICY, DASHBOARD_CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        *body,
+    )
+        .into_response()
 }
 
 async fn readyz(State(s): State<Arc<Shared>>) -> Response {
@@ -1029,6 +1185,323 @@ mod tests {
         let v = s.snapshot();
         assert_eq!(v.alerts.len(), MAX_ALERTS);
         assert_eq!(v.alerts[0].message, "a59");
+    }
+
+    fn incidents(s: &Shared) -> Vec<(IncidentKind, u32, String)> {
+        s.history()
+            .incidents
+            .into_iter()
+            .map(|i| (i.kind, i.count, i.message))
+            .collect()
+    }
+
+    #[test]
+    fn transitions_incidents_and_minutes_reach_the_history() {
+        let s = up();
+        s.push_lost(2);
+        s.sweep_clean();
+        s.routed(840);
+        s.failed(&RowId::from("a01"), "no queue");
+        s.router_status(
+            RouterStatus {
+                cic_ready: true,
+                waiting_rows: 4,
+                ..RouterStatus::default()
+            },
+            Utc::now(),
+        );
+        let h = s.history();
+        let got: Vec<(history::State, Option<&str>)> = h
+            .transitions
+            .iter()
+            .map(|t| (t.status, t.reason.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (history::State::Down, Some("salesforce_logged_out")),
+                (history::State::Down, Some("cic_disconnected")),
+                (history::State::Degraded, Some("streaming_down")),
+                (history::State::Up, None),
+                (history::State::Degraded, Some("push_loss_suspected")),
+                (history::State::Up, None),
+            ],
+            "only changes, in order"
+        );
+        let last = h.transitions.last().unwrap();
+        assert_eq!(
+            last.message,
+            "Successfully connected to CIC Server and Salesforce"
+        );
+        assert_eq!(
+            h.transitions[4].message,
+            "Push notifications appear lost: the sweep found 2 row(s) no push announced"
+        );
+        assert_eq!(h.started_at, s.snapshot().started_at.unwrap());
+        let kinds: Vec<IncidentKind> = incidents(&s).into_iter().map(|i| i.0).collect();
+        assert_eq!(
+            kinds,
+            vec![IncidentKind::PushLost, IncidentKind::FailedRows]
+        );
+        let m = &h.minutes;
+        assert_eq!(m.routed.iter().sum::<u32>(), 1);
+        assert_eq!(m.failed.iter().sum::<u32>(), 1);
+        assert_eq!(*m.p50_ms.last().unwrap(), Some(840));
+        assert_eq!(*m.backlog.last().unwrap(), Some(4));
+    }
+
+    #[test]
+    fn every_alert_kind_is_an_incident() {
+        let s = Shared::new("acme");
+        for kind in [
+            AlertKind::PushLost,
+            AlertKind::Switchover,
+            AlertKind::Resync,
+            AlertKind::PushTopic,
+            AlertKind::Relogin,
+            AlertKind::FailedRow,
+            AlertKind::Reconciled,
+            AlertKind::OtherRouter,
+            AlertKind::ConfigDrift,
+        ] {
+            s.alert(kind, format!("{kind:?}"));
+        }
+        let got: Vec<(IncidentKind, String)> =
+            incidents(&s).into_iter().map(|i| (i.0, i.2)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (IncidentKind::PushLost, "PushLost".to_owned()),
+                (IncidentKind::Switchover, "Switchover".to_owned()),
+                (IncidentKind::Resync, "Resync".to_owned()),
+                (IncidentKind::PushTopicRepaired, "PushTopic".to_owned()),
+                (IncidentKind::Relogin, "Relogin".to_owned()),
+                (IncidentKind::FailedRows, "FailedRow".to_owned()),
+                (IncidentKind::Reconciled, "Reconciled".to_owned()),
+                (IncidentKind::OtherRouter, "OtherRouter".to_owned()),
+                (IncidentKind::ConfigDrift, "ConfigDrift".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_switchover_and_its_reconciliation_are_one_incident() {
+        let s = up();
+        s.cic_lost("cic1 stopped answering");
+        s.cic_connected("cic2", true);
+        s.alert(
+            AlertKind::Switchover,
+            "CIC session re-established on cic2".into(),
+        );
+        s.alert(
+            AlertKind::Switchover,
+            "CIC switchover: 1 interaction(s) lost, 1 being re-routed, 0 request(s) raised again"
+                .into(),
+        );
+        // A second switchover, in a new session, is a second incident.
+        s.cic_lost("cic2 stopped answering");
+        s.cic_connected("cic1", false);
+        s.alert(
+            AlertKind::Switchover,
+            "CIC session re-established on cic1".into(),
+        );
+        assert_eq!(
+            incidents(&s),
+            vec![
+                (
+                    IncidentKind::CicLost,
+                    1,
+                    "CIC session lost: cic1 stopped answering".to_owned()
+                ),
+                (
+                    IncidentKind::Switchover,
+                    1,
+                    "CIC session re-established on cic2; CIC switchover: 1 interaction(s) lost, 1 being re-routed, 0 request(s) raised again".to_owned()
+                ),
+                (
+                    IncidentKind::CicLost,
+                    1,
+                    "CIC session lost: cic2 stopped answering".to_owned()
+                ),
+                (
+                    IncidentKind::Switchover,
+                    1,
+                    "CIC session re-established on cic1".to_owned()
+                ),
+            ]
+        );
+        let h = s.history();
+        assert!(
+            h.transitions
+                .iter()
+                .any(|t| t.reason.as_deref() == Some("cic_disconnected")
+                    && t.status == history::State::Down)
+        );
+    }
+
+    #[test]
+    fn the_api_allowance_is_an_incident_when_it_first_runs_low() {
+        let s = up();
+        let mut stats = sors_salesforce::Stats {
+            api_used: Some(95_000),
+            api_max: Some(100_000),
+            ..Default::default()
+        };
+        s.salesforce_stats(&stats, None);
+        stats.api_used = Some(96_000);
+        s.salesforce_stats(&stats, None);
+        assert_eq!(
+            incidents(&s),
+            vec![(
+                IncidentKind::ApiLimit,
+                1,
+                "Salesforce API allowance nearly used: 95000 of 100000 requests today".to_owned()
+            )]
+        );
+        let h = s.history();
+        let last = h.transitions.last().unwrap();
+        assert_eq!(
+            (last.status, last.reason.as_deref()),
+            (history::State::Degraded, Some("api_allowance_low"))
+        );
+    }
+
+    #[test]
+    fn reason_kinds_read_as_the_heartbeat_shows_them() {
+        for k in [
+            ReasonKind::SalesforceLoggedOut,
+            ReasonKind::CicAuthFailing,
+            ReasonKind::CicDisconnected,
+            ReasonKind::StreamingDown,
+            ReasonKind::WaitingForCic,
+            ReasonKind::SalesforceWritesFailing,
+            ReasonKind::PushTopicMissing,
+            ReasonKind::PushLossSuspected,
+            ReasonKind::OtherRouterActive,
+            ReasonKind::ApiAllowanceLow,
+        ] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+    }
+
+    async fn get(
+        app: Router,
+        uri: &str,
+        origin: Option<&str>,
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        use tower::ServiceExt as _;
+        let mut req = axum::http::Request::get(uri);
+        if let Some(o) = origin {
+            req = req.header(header::ORIGIN, o);
+        }
+        let res = app
+            .oneshot(req.body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = res.into_parts();
+        let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        (parts.status, parts.headers, body.to_vec())
+    }
+
+    #[tokio::test]
+    async fn history_is_served_with_the_heartbeats_cors() {
+        let s = up();
+        s.alert(AlertKind::Switchover, "CIC session re-established".into());
+        let app = http_router(s.clone(), &[]);
+        for path in ["/heartbeat", "/history"] {
+            let (code, headers, _) = get(app.clone(), path, Some("null")).await;
+            assert_eq!(code, StatusCode::OK, "{path}");
+            assert_eq!(
+                headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+                "*",
+                "{path} reads from a page opened as a file"
+            );
+        }
+        let (_, headers, body) = get(app.clone(), "/history", None).await;
+        assert!(
+            headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json")
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(doc["schema"], 1);
+        assert_eq!(doc["incidents"][0]["kind"], "switchover");
+        assert_eq!(
+            doc["transitions"].as_array().unwrap().last().unwrap()["status"],
+            "up"
+        );
+        // Only the configured origins, when there are some: for both documents alike.
+        let app = http_router(s, &["http://ops.example".to_owned()]);
+        for path in ["/heartbeat", "/history"] {
+            let (_, headers, _) = get(app.clone(), path, Some("http://ops.example")).await;
+            assert_eq!(
+                headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+                "http://ops.example"
+            );
+            let (_, headers, _) = get(app.clone(), path, Some("http://evil.example")).await;
+            assert!(
+                !headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN),
+                "{path}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_dashboard_is_served_with_its_policy() {
+        let app = http_router(up(), &[]);
+        let (code, headers, _) = get(app.clone(), "/dashboard", None).await;
+        assert_eq!(code, StatusCode::PERMANENT_REDIRECT);
+        assert_eq!(headers[header::LOCATION], "/dashboard/");
+        for (path, ty, file) in [
+            ("/dashboard/", "text/html; charset=utf-8", "index.html"),
+            (
+                "/dashboard/index.html",
+                "text/html; charset=utf-8",
+                "index.html",
+            ),
+            (
+                "/dashboard/dashboard.js",
+                "text/javascript; charset=utf-8",
+                "dashboard.js",
+            ),
+            (
+                "/dashboard/dashboard.css",
+                "text/css; charset=utf-8",
+                "dashboard.css",
+            ),
+            ("/dashboard/favicon.svg", "image/svg+xml", "favicon.svg"),
+        ] {
+            let (code, headers, body) = get(app.clone(), path, None).await;
+            assert_eq!(code, StatusCode::OK, "{path}");
+            assert_eq!(headers[header::CONTENT_TYPE], ty, "{path}");
+            assert_eq!(
+                headers[header::CONTENT_SECURITY_POLICY],
+                DASHBOARD_CSP,
+                "{path}"
+            );
+            assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{path}");
+            let on_disk = std::fs::read(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../../dashboard")
+                    .join(file),
+            )
+            .unwrap();
+            assert!(body == on_disk, "{path} is {file} as built");
+        }
+        assert_eq!(
+            DASHBOARD_CSP,
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src http: https:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        );
+        for path in [
+            "/dashboard/README.md",
+            "/dashboard/package.json",
+            "/dashboard/..%2FCargo.toml",
+            "/dashboard/tests/status.test.mjs",
+        ] {
+            let (code, _, _) = get(app.clone(), path, None).await;
+            assert_eq!(code, StatusCode::NOT_FOUND, "{path}");
+        }
     }
 
     #[test]

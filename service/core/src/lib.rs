@@ -5,6 +5,7 @@
 //! sockets.
 
 pub mod model;
+pub mod proxy;
 pub mod router;
 pub mod rules;
 pub mod secret;

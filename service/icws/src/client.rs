@@ -152,14 +152,13 @@ impl Icws {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(cfg.request_timeout)
             .user_agent(concat!("sors-icws/", env!("CARGO_PKG_VERSION")));
-        match cfg.proxy.as_deref() {
-            None => {}
-            Some("direct") => builder = builder.no_proxy(),
-            Some(p) => {
-                let proxy = reqwest::Proxy::all(p)
-                    .map_err(|_| IcwsError::Config("invalid proxy URL".into()))?;
-                builder = builder.proxy(proxy);
-            }
+        // Judged per request: the backup server and redirect targets honour NO_PROXY too.
+        builder = builder.no_proxy();
+        if !cfg.proxy.is_direct() {
+            let policy = cfg.proxy.clone();
+            builder = builder.proxy(reqwest::Proxy::custom(move |url| {
+                policy.for_url(url.as_str())
+            }));
         }
         if let Some(path) = &cfg.ca_file {
             let bad = |why: &str| IcwsError::Config(format!("CA file {}: {why}", path.display()));

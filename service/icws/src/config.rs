@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
+use sors_core::proxy::ProxyPolicy;
 use url::Url;
 
 use crate::error::IcwsError;
@@ -62,9 +63,11 @@ pub struct IcwsConfig {
     /// (a silent dead server would otherwise go unnoticed).
     #[serde(deserialize_with = "de_duration")]
     pub health_check_interval: Duration,
-    /// `None`: the `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` environment; `"direct"`: no proxy;
-    /// otherwise the proxy URL used for every request.
-    pub proxy: Option<String>,
+    /// Which proxy each request goes through, judged by the request's own URL (so `NO_PROXY`
+    /// applies to the backup and to redirect targets as to the primary). Default: none (the
+    /// wiring fills it from `[cic] proxy` and the environment).
+    #[serde(skip)]
+    pub proxy: ProxyPolicy,
     /// Extra trusted root certificate(s), PEM, for CIC servers with a private or self-signed
     /// certificate (added to the built-in roots).
     pub ca_file: Option<PathBuf>,
@@ -72,12 +75,8 @@ pub struct IcwsConfig {
 
 impl fmt::Debug for IcwsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // A proxy URL may carry credentials (`http://user:pw@proxy`): only say whether one is set.
-        let proxy = self.proxy.as_deref().map(|p| match p {
-            "direct" => "direct",
-            p if p.contains('@') => "<proxy with credentials>",
-            p => p,
-        });
+        // A proxy URL may carry credentials: ProxyPolicy's Debug never shows them.
+        let proxy = &self.proxy;
         f.debug_struct("IcwsConfig")
             .field("servers", &self.servers)
             .field("user", &self.user)
@@ -112,7 +111,7 @@ impl Default for IcwsConfig {
             max_redirects: 8,
             session_wait: Duration::from_secs(30),
             health_check_interval: Duration::from_secs(30),
-            proxy: None,
+            proxy: ProxyPolicy::default(),
             ca_file: None,
         }
     }
@@ -278,7 +277,7 @@ mod tests {
     fn secret_is_never_printed() {
         let cfg = IcwsConfig {
             password: Secret::new("hunter2"),
-            proxy: Some("http://u:proxypw@proxy:3128".into()),
+            proxy: ProxyPolicy::always("http://u:proxypw@proxy:3128"),
             ..IcwsConfig::default()
         };
         let dbg = format!("{cfg:?}");

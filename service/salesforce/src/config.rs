@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+use sors_core::proxy::ProxyPolicy;
 
 use crate::error::SfError;
 
@@ -47,10 +48,11 @@ pub struct LoginConfig {
     /// Version of REST (`/services/data/v{v}`) and Streaming (`/cometd/{v}`).
     #[serde(default = "default_api_version")]
     pub api_version: String,
-    /// Proxy URL for every Salesforce request (login, REST, streaming). When absent, the
-    /// `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` environment variables apply.
-    #[serde(default)]
-    pub proxy: Option<String>,
+    /// Which proxy each Salesforce request (login, REST, streaming) goes through, judged by the
+    /// request's own URL (so `NO_PROXY` applies to the instance host as to the login host).
+    /// Default: none (the wiring fills it from `[salesforce] proxy` and the environment).
+    #[serde(skip)]
+    pub proxy: ProxyPolicy,
     /// Timeout of one login or REST request, and of Bayeux requests other than `/meta/connect`.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
@@ -71,7 +73,7 @@ impl LoginConfig {
             auth,
             soap_api_version: default_soap_api_version(),
             api_version: default_api_version(),
-            proxy: None,
+            proxy: ProxyPolicy::default(),
             request_timeout_ms: default_request_timeout_ms(),
             query_batch_size: default_query_batch_size(),
             retry: RetryPolicy::default(),

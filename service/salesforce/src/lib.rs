@@ -31,6 +31,7 @@ pub use auth::SessionInfo;
 pub use config::{Auth, LoginConfig, Names, RetryPolicy, Secret, StreamingConfig};
 pub use error::{Result, SfError};
 pub use rest::Limit;
+pub use sors_core::proxy::ProxyPolicy;
 pub use stats::Stats;
 pub use streaming::{StreamEvent, StreamHandle};
 
@@ -76,11 +77,14 @@ struct Inner {
 }
 
 pub(crate) fn http_builder(cfg: &LoginConfig) -> Result<reqwest::ClientBuilder> {
-    let mut b = reqwest::Client::builder().connect_timeout(cfg.request_timeout());
-    if let Some(p) = &cfg.proxy {
-        let proxy =
-            reqwest::Proxy::all(p).map_err(|e| SfError::Config(format!("proxy {p:?}: {e}")))?;
-        b = b.proxy(proxy);
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(cfg.request_timeout())
+        .no_proxy();
+    if !cfg.proxy.is_direct() {
+        let policy = cfg.proxy.clone();
+        b = b.proxy(reqwest::Proxy::custom(move |url| {
+            policy.for_url(url.as_str())
+        }));
     }
     Ok(b)
 }

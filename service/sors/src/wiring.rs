@@ -8,7 +8,7 @@ use sors_core::router::Settings;
 use sors_icws::{IcwsConfig, MessagingMode};
 use sors_salesforce::{Auth, LoginConfig, Names, Secret};
 use sors_tenant::config::{CicMessaging, SalesforceAuth};
-use sors_tenant::{Config, Credentials, ProcessEnv, effective_proxy};
+use sors_tenant::{Config, Credentials, ProcessEnv, proxy_policy};
 
 use crate::runtime::Options;
 
@@ -66,7 +66,7 @@ pub fn salesforce_config(
     login.api_version = sc.api_version.clone();
     login.soap_api_version = sc.soap_api_version.clone();
     login.request_timeout_ms = sc.request_timeout_secs.saturating_mul(1000);
-    login.proxy = effective_proxy(sc.proxy.as_deref(), &ProcessEnv, &sc.login_url);
+    login.proxy = proxy_policy(sc.proxy.as_deref(), &ProcessEnv);
     let n = &sc.names;
     let names = Names {
         routing_object: n.routing_object.clone(),
@@ -100,7 +100,6 @@ pub fn icws_config(cfg: &Config, creds: &Credentials) -> anyhow::Result<IcwsConf
         bail!("no CIC credentials in the tenant directory: run `sors credentials set-cic`");
     };
     let cc = &cfg.cic;
-    let first = cc.servers.first().cloned().unwrap_or_default();
     Ok(IcwsConfig {
         servers: cc.servers.clone(),
         user: c.user.clone(),
@@ -113,7 +112,7 @@ pub fn icws_config(cfg: &Config, creds: &Credentials) -> anyhow::Result<IcwsConf
         },
         poll_interval: Duration::from_millis(cc.poll_interval_ms),
         request_timeout: Duration::from_secs(cc.request_timeout_secs),
-        proxy: effective_proxy(cc.proxy.as_deref(), &ProcessEnv, &first),
+        proxy: proxy_policy(cc.proxy.as_deref(), &ProcessEnv),
         ..IcwsConfig::default()
     })
 }

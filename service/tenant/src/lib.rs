@@ -22,4 +22,4 @@ pub use credentials::{
     CicCredentials, CredentialError, CredentialStore, Credentials, SalesforceCredentials, Secret,
 };
 pub use env::{ProcessEnv, Source};
-pub use proxy::effective_proxy;
+pub use proxy::{ProxyPolicy, effective_proxy, proxy_policy};

@@ -1,4 +1,5 @@
-//! Which proxy (if any) a request to a given URL goes through.
+//! Which proxy (if any) a request to a given URL goes through: the side's configuration and the
+//! environment's proxy variables, as a [`ProxyPolicy`] the clients apply to every request.
 //!
 //! Order: the side's config value (`[salesforce] proxy`, `[cic] proxy`) when set, used for every
 //! request of that side; else, unless `NO_PROXY` / `no_proxy` matches the target host, for an
@@ -10,34 +11,32 @@
 //! address; a CIDR block (`10.0.0.0/8`, `fd00::/8`); any of these with `:port` to match that port
 //! only. Matching ignores case.
 
-use std::net::IpAddr;
-
-use url::{Host, Url};
+pub use sors_core::proxy::ProxyPolicy;
 
 use crate::env::Source;
 
-/// The proxy URL for a request to `target`, or `None` to connect directly. An unparsable
-/// `target` gets the environment proxy without `NO_PROXY` matching.
+/// The proxy policy of one side: its config value (`[salesforce] proxy`, `[cic] proxy`) and the
+/// proxy variables of `env`, read now (the clients judge each request's URL against it).
+pub fn proxy_policy(config_value: Option<&str>, env: &dyn Source) -> ProxyPolicy {
+    ProxyPolicy {
+        configured: config_value
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned),
+        https_proxy: first_set(env, &["HTTPS_PROXY", "https_proxy"]),
+        http_proxy: first_set(env, &["HTTP_PROXY", "http_proxy"]),
+        no_proxy: first_set(env, &["NO_PROXY", "no_proxy"]),
+    }
+}
+
+/// The proxy URL for a request to `target`, or `None` to connect directly (the policy of
+/// [`proxy_policy`] applied to one URL).
 pub fn effective_proxy(
     config_value: Option<&str>,
     env: &dyn Source,
     target: &str,
 ) -> Option<String> {
-    if let Some(value) = config_value.map(str::trim).filter(|v| !v.is_empty()) {
-        return Some(value.to_owned());
-    }
-    let url = Url::parse(target).ok();
-    if let Some(url) = &url {
-        let no_proxy = first_set(env, &["NO_PROXY", "no_proxy"]);
-        if no_proxy.is_some_and(|list| no_proxy_matches(&list, url)) {
-            return None;
-        }
-    }
-    let names: &[&str] = match url.as_ref().map(Url::scheme) {
-        Some("http") => &["HTTP_PROXY", "http_proxy"],
-        _ => &["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"],
-    };
-    first_set(env, names)
+    proxy_policy(config_value, env).for_url(target)
 }
 
 fn first_set(env: &dyn Source, names: &[&str]) -> Option<String> {
@@ -46,85 +45,6 @@ fn first_set(env: &dyn Source, names: &[&str]) -> Option<String> {
         .filter_map(|name| env.var(name))
         .map(|v| v.trim().to_owned())
         .find(|v| !v.is_empty())
-}
-
-fn no_proxy_matches(list: &str, url: &Url) -> bool {
-    let Some(host) = url.host() else { return false };
-    let port = url.port_or_known_default();
-    list.split(',')
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .any(|entry| entry_matches(entry, &host, port))
-}
-
-fn entry_matches(entry: &str, host: &Host<&str>, port: Option<u16>) -> bool {
-    if entry == "*" {
-        return true;
-    }
-    let (pattern, entry_port) = split_port(entry);
-    if entry_port.is_some() && entry_port != port {
-        return false;
-    }
-    let host_ip = match host {
-        Host::Ipv4(ip) => Some(IpAddr::V4(*ip)),
-        Host::Ipv6(ip) => Some(IpAddr::V6(*ip)),
-        Host::Domain(_) => None,
-    };
-    if let Some((net, bits)) = pattern.split_once('/') {
-        return match (host_ip, net.parse::<IpAddr>(), bits.parse::<u8>()) {
-            (Some(ip), Ok(net), Ok(bits)) => in_cidr(ip, net, bits),
-            _ => false,
-        };
-    }
-    if let Ok(ip) = pattern.parse::<IpAddr>() {
-        return host_ip == Some(ip);
-    }
-    let Host::Domain(domain) = host else {
-        return false;
-    };
-    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-    let pattern = pattern
-        .trim_start_matches("*.")
-        .trim_start_matches('.')
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
-    !pattern.is_empty()
-        && (domain == pattern
-            || domain
-                .strip_suffix(&pattern)
-                .is_some_and(|rest| rest.ends_with('.')))
-}
-
-/// Splits `host:port`, `[v6]:port`, `[v6]`, a bare IPv6 address, or `host`.
-fn split_port(entry: &str) -> (&str, Option<u16>) {
-    if let Some(rest) = entry.strip_prefix('[') {
-        if let Some((ip, after)) = rest.split_once(']') {
-            let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
-            return (ip, port);
-        }
-    }
-    if entry.matches(':').count() == 1 {
-        if let Some((host, port)) = entry.split_once(':') {
-            if let Ok(port) = port.parse() {
-                return (host, Some(port));
-            }
-        }
-    }
-    (entry, None)
-}
-
-fn in_cidr(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
-    match (ip, net) {
-        (IpAddr::V4(ip), IpAddr::V4(net)) if bits <= 32 => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
-            u32::from(ip) & mask == u32::from(net) & mask
-        }
-        (IpAddr::V6(ip), IpAddr::V6(net)) if bits <= 128 => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
-            u128::from(ip) & mask == u128::from(net) & mask
-        }
-        _ => false,
-    }
 }
 
 #[cfg(test)]

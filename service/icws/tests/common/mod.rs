@@ -196,7 +196,7 @@ pub fn config(servers: Vec<String>, messaging: MessagingMode) -> IcwsConfig {
         reconnect_backoff_max: Duration::from_millis(100),
         session_wait: Duration::from_secs(15),
         health_check_interval: Duration::from_secs(5),
-        proxy: Some("direct".into()),
+        proxy: sors_core::proxy::ProxyPolicy::direct(),
         ..IcwsConfig::default()
     }
 }

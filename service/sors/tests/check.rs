@@ -77,6 +77,26 @@ async fn check_passes_on_a_good_tenant_and_names_every_problem_on_a_bad_one() {
         "{problems:?}"
     );
     assert!(problems.iter().all(|p| !p.contains("wrong-secret-pw")));
+
+    // Wrong CIC password: the primary refuses it and the standby answers 503; the check names
+    // the refused password, not the standby (issue 8).
+    sors_tenant::cli::set_cic(
+        &dir,
+        "sors",
+        sors_tenant::credentials::Secret::new("wrong-cic-pw"),
+    )
+    .unwrap();
+    let problems = sors::check::check(&dir).await.unwrap();
+    let cic: Vec<&String> = problems.iter().filter(|p| p.contains("CIC")).collect();
+    assert!(
+        cic.iter().any(|p| p.contains("authentication failed")),
+        "{problems:?}"
+    );
+    assert!(
+        cic.iter().all(|p| !p.contains("not accepting connections")),
+        "{problems:?}"
+    );
+    assert!(problems.iter().all(|p| !p.contains("wrong-cic-pw")));
     let _ = std::fs::remove_dir_all(&dir);
     bed.shutdown().await;
 }

@@ -3,7 +3,21 @@
 //! Cases are named by an index taken modulo the number of cases created so far, so any prefix or
 //! shrunk sequence stays meaningful (an operation on a case before any exists does nothing).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use proptest::prelude::*;
+
+/// Whether the story has mapped `Unrouted` to `Support_EN` (`Op::MapUnrouted`). Stories run one
+/// at a time; `story::play` resets it before each one.
+static UNROUTED_MAPPED: AtomicBool = AtomicBool::new(false);
+
+pub fn set_unrouted_mapped(on: bool) {
+    UNROUTED_MAPPED.store(on, Ordering::SeqCst);
+}
+
+pub fn unrouted_mapped() -> bool {
+    UNROUTED_MAPPED.load(Ordering::SeqCst)
+}
 
 /// The Salesforce queues of the demo org (`OrgSpec::demo()`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +45,7 @@ impl Queue {
             Queue::SupportEn => Some("Support_EN"),
             Queue::SupportFr => Some("Support_FR"),
             Queue::Billing => Some("Billing"),
+            Queue::Unrouted if unrouted_mapped() => Some("Support_EN"),
             Queue::Unrouted => None,
         }
     }
@@ -110,6 +125,9 @@ pub enum Op {
     DeleteCase {
         case: usize,
     },
+    /// An administrator maps the `Unrouted` queue to `Support_EN` (once per story): from then on
+    /// its cases are routed, the first ones before the router's periodic mapping read.
+    MapUnrouted,
     // CIC actions.
     Switchover {
         recovery: bool,
@@ -230,6 +248,7 @@ pub fn op() -> impl Strategy<Value = Op> {
         2 => (case(), agent()).prop_map(|(case, agent)| Op::AgentReply { case, agent }),
         1 => case().prop_map(|case| Op::Close { case }),
         1 => case().prop_map(|case| Op::DeleteCase { case }),
+        1 => Just(Op::MapUnrouted),
         2 => any::<bool>().prop_map(|recovery| Op::Switchover { recovery }),
         1 => (agent(), any::<bool>())
             .prop_map(|(agent, available)| Op::AgentAvailable { agent, available }),

@@ -56,6 +56,7 @@ pub struct Covered {
 /// Plays `ops` on a fresh bed. On failure, returns the report: the broken invariant, the model's
 /// view and the timeline of the case concerned, and the operations as played.
 pub async fn play(ops: &[Op]) -> Result<Covered, String> {
+    crate::ops::set_unrouted_mapped(false);
     let bed = Bed::start(BedOptions::default())
         .await
         .map_err(|e| format!("the test bed did not start: {e:#}"))?;
@@ -301,6 +302,24 @@ impl Story {
                 fake("deleting", actor.delete("Case", &id))?;
                 self.model.cases[i].deleted = true;
                 format!(" -> {id}")
+            }
+            Op::MapUnrouted => {
+                if crate::ops::unrouted_mapped() {
+                    return Ok(" (already mapped)".into());
+                }
+                let actor = fake("actor", bed.sf.act_as(INTEGRATION_USER))?;
+                fake(
+                    "mapping Unrouted",
+                    actor.create(
+                        "Interaction_Routing_Queue__c",
+                        json!({
+                            "Salesforce_Queue_Name__c": "Unrouted",
+                            "CIC_Workgroup_Name__c": "Support_EN"
+                        }),
+                    ),
+                )?;
+                crate::ops::set_unrouted_mapped(true);
+                String::new()
             }
             Op::SalesforceWriteOutage { count } => {
                 use sors_fake_salesforce::CallKind as K;

@@ -47,6 +47,27 @@ pub struct Settings {
     /// Reconciliation looks at open cases created within this window (and at the case of every
     /// live interaction, however old).
     pub reconcile_lookback: TimeDelta,
+    /// The routing table's field names as the org calls them (`[salesforce.names]`), for the
+    /// `Error__c` texts that name a field.
+    pub field_names: FieldNames,
+}
+
+/// Field names that `Error__c` texts mention.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldNames {
+    pub event: String,
+    pub case: String,
+    pub workgroup: String,
+}
+
+impl Default for FieldNames {
+    fn default() -> Self {
+        FieldNames {
+            event: "Event__c".into(),
+            case: "Case__c".into(),
+            workgroup: "Workgroup__c".into(),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -62,6 +83,7 @@ impl Default for Settings {
             max_write_backoff: TimeDelta::seconds(30),
             reconcile_interval: Some(TimeDelta::minutes(5)),
             reconcile_lookback: TimeDelta::days(7),
+            field_names: FieldNames::default(),
         }
     }
 }
@@ -667,11 +689,12 @@ impl Router {
             let id = row.id.clone();
             let reason = match (&event, &row.case_id) {
                 (None, _) => Some(format!(
-                    "Unknown Event__c '{}'; expected one of {}",
+                    "Unknown {} '{}'; expected one of {}",
+                    self.settings.field_names.event,
                     row.event,
                     RowEvent::ALL.map(RowEvent::as_str).join(", ")
                 )),
-                (_, None) => Some("Case__c is empty".to_owned()),
+                (_, None) => Some(format!("{} is empty", self.settings.field_names.case)),
                 _ => None,
             };
             if let Some(c) = &row.case_id {
@@ -1572,6 +1595,9 @@ impl Router {
     fn validate(&self, id: &RowId) -> Result<(), String> {
         let r = self.rows.get(id).ok_or("row vanished")?;
         let skills = rules::parse_skills(&r.row.skills)?;
+        if r.row.workgroup.trim().is_empty() {
+            return Err(format!("{} is empty", self.settings.field_names.workgroup));
+        }
         rules::check_workgroup(&r.row.workgroup, &self.workgroups)?;
         rules::check_skills_known(&skills, &self.skills)
     }

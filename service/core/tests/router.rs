@@ -976,3 +976,28 @@ fn a_result_for_an_entry_this_router_never_raised_reveals_another_router() {
             .any(|n| matches!(n, Notice::OtherRouter { .. }))
     );
 }
+
+#[test]
+fn error_texts_name_the_fields_as_the_org_calls_them() {
+    let mut w = World::new(Settings {
+        field_names: FieldNames {
+            event: "acme__Event__c".into(),
+            case: "acme__Case__c".into(),
+            workgroup: "acme__Workgroup__c".into(),
+        },
+        ..settings()
+    });
+    w.settle();
+    let case = w.add_case(EN, "");
+    let bad_event = w.add_row(&case, "Teleported", "Support_EN", "");
+    let no_workgroup = w.add_row(&case, "Comment", "", "");
+    w.push(&[bad_event.clone()]);
+    w.settle();
+    assert!(failed_reason(&w, &bad_event).starts_with("Unknown acme__Event__c 'Teleported'"));
+    w.push(&[no_workgroup.clone()]);
+    w.run_to_quiescence(10);
+    assert_eq!(
+        failed_reason(&w, &no_workgroup),
+        "acme__Workgroup__c is empty"
+    );
+}

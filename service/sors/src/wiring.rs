@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chrono::TimeDelta;
-use sors_core::router::Settings;
+use sors_core::router::{FieldNames, Settings};
 use sors_icws::{IcwsConfig, MessagingMode};
 use sors_salesforce::{Auth, LoginConfig, Names, Secret};
 use sors_tenant::config::{CicMessaging, SalesforceAuth};
@@ -130,6 +130,11 @@ pub fn options(cfg: &Config) -> Options {
             reconcile_interval: (r.reconcile_interval_secs > 0)
                 .then(|| TimeDelta::seconds(r.reconcile_interval_secs as i64)),
             reconcile_lookback: TimeDelta::days(r.reconcile_lookback_days as i64),
+            field_names: FieldNames {
+                event: cfg.salesforce.names.event.clone(),
+                case: cfg.salesforce.names.case.clone(),
+                workgroup: cfg.salesforce.names.workgroup.clone(),
+            },
             ..Settings::default()
         },
         sweep_interval: Duration::from_secs(r.sweep_interval_secs),

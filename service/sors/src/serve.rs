@@ -92,28 +92,34 @@ impl Service {
 pub fn spec_from_tenant(dir: &Path) -> anyhow::Result<(Config, ServiceSpec)> {
     let cfg = Config::load(dir)
         .with_context(|| format!("reading {}", dir.join("config.toml").display()))?;
+    let spec = spec_from_config(dir, &cfg)?;
+    Ok((cfg, spec))
+}
+
+/// The [`ServiceSpec`] of an already loaded configuration (credentials read from `dir`).
+pub fn spec_from_config(dir: &Path, cfg: &Config) -> anyhow::Result<ServiceSpec> {
     let creds = CredentialStore::open(dir)?.load()?;
-    let (salesforce, names) = wiring::salesforce_config(&cfg, &creds)?;
-    let icws = wiring::icws_config(&cfg, &creds)?;
+    let (salesforce, names) = wiring::salesforce_config(cfg, &creds)?;
+    let icws = wiring::icws_config(cfg, &creds)?;
     let spec = ServiceSpec {
         tenant: cfg.tenant.name.clone(),
-        options: wiring::options(&cfg),
+        options: wiring::options(cfg),
         salesforce,
         names,
         icws,
         http_listen: cfg.http.listen_addr().context("[http] listen")?,
         cors_origins: cfg.http.cors_origins.clone(),
     };
-    Ok((cfg, spec))
+    Ok(spec)
 }
 
 pub async fn serve(dir: &Path) -> anyhow::Result<()> {
     let cfg = Config::load(dir)
         .with_context(|| format!("reading {}", dir.join("config.toml").display()))?;
     let _guard = sors_tenant::logging::init(&cfg.logging, dir, &cfg.tenant.name)?;
-    let (_, spec) = spec_from_tenant(dir)?;
+    let spec = spec_from_config(dir, &cfg)?;
     let service = Service::start(spec).await?;
-    println!(
+    crate::say!(
         "sors: tenant {} serving status on http://{}/heartbeat",
         cfg.tenant.name, service.http_addr
     );

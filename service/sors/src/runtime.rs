@@ -19,7 +19,7 @@ use sors_salesforce::{PushTopicOutcome, Salesforce, StreamEvent};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
-use tracing::{error, info, warn};
+use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::status::{AlertKind, Shared, Streaming};
 
@@ -399,20 +399,27 @@ impl Loop {
             }
             Effect::Raise(req) => {
                 let (icws, tx) = (self.icws.clone(), self.tx.clone());
-                self.tasks.spawn(async move {
-                    if let Err(e) = icws.raise_route(&req).await {
-                        let _ = tx.send(Input::RaiseFailed {
-                            entry_id: req.entry_id,
-                            error: e.to_string(),
-                        });
+                // Every log line of this hop carries the row and the case.
+                let span = info_span!("raise", row = %req.entry_id, case = %req.case_id);
+                self.tasks.spawn(
+                    async move {
+                        if let Err(e) = icws.raise_route(&req).await {
+                            warn!(event = "router.raise_failed", error = %e, "Raising the routing notification failed");
+                            let _ = tx.send(Input::RaiseFailed {
+                                entry_id: req.entry_id,
+                                error: e.to_string(),
+                            });
+                        }
                     }
-                });
+                    .instrument(span),
+                );
             }
             Effect::Disconnect {
                 interaction,
                 case_id,
             } => {
                 let (icws, tx) = (self.icws.clone(), self.tx.clone());
+                let span = info_span!("disconnect", interaction = %interaction, case = %case_id);
                 self.tasks.spawn(async move {
                     let result = match icws.disconnect(&interaction).await {
                         Ok(DisconnectOutcome::Disconnected) => DisconnectResult::Disconnected,
@@ -426,17 +433,21 @@ impl Loop {
                         interaction,
                         result,
                     });
-                });
+                }.instrument(span));
             }
             Effect::InsertRow(row) => {
                 let (sf, tx) = (self.sf.clone(), self.tx.clone());
-                self.tasks.spawn(async move {
-                    let result = sf.insert_row(&row).await.map_err(|e| e.to_string());
-                    let _ = tx.send(Input::RowInserted {
-                        case_id: row.case_id,
-                        result,
-                    });
-                });
+                let span = info_span!("insert_row", case = %row.case_id, row_event = %row.event);
+                self.tasks.spawn(
+                    async move {
+                        let result = sf.insert_row(&row).await.map_err(|e| e.to_string());
+                        let _ = tx.send(Input::RowInserted {
+                            case_id: row.case_id,
+                            result,
+                        });
+                    }
+                    .instrument(span),
+                );
             }
             Effect::Watch(workgroups) => {
                 let _ = self.watch_tx.send(workgroups);

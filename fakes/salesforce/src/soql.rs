@@ -271,9 +271,15 @@ fn tokenize(text: &str) -> Result<Vec<Tok>, SoqlError> {
 
 // ---------------------------------------------------------------- parser
 
+/// How deep parentheses may nest in a WHERE clause. The parser recurses per level, so a deeper
+/// query is refused with `MALFORMED_QUERY` rather than allowed to overflow the stack.
+pub const MAX_NESTING: usize = 64;
+
 struct Parser {
     toks: Vec<Tok>,
     pos: usize,
+    /// Parentheses open around the current position.
+    depth: usize,
 }
 
 impl Parser {
@@ -464,10 +470,17 @@ impl Parser {
     fn term(&mut self) -> Result<Expr, SoqlError> {
         if self.peek() == Some(&Tok::LParen) {
             self.pos += 1;
+            self.depth += 1;
+            if self.depth > MAX_NESTING {
+                return Err(malformed(format!(
+                    "parentheses nest more than {MAX_NESTING} deep"
+                )));
+            }
             let e = self.condition()?;
             if self.next() != Some(Tok::RParen) {
                 return Err(malformed("missing closing parenthesis"));
             }
+            self.depth -= 1;
             return Ok(e);
         }
         if self.peek_kw("NOT") {
@@ -559,7 +572,12 @@ fn is_reserved(w: &str) -> bool {
 /// Parses a query of the supported subset.
 pub fn parse(text: &str) -> Result<Query, SoqlError> {
     let toks = tokenize(text)?;
-    Parser { toks, pos: 0 }.query()
+    Parser {
+        toks,
+        pos: 0,
+        depth: 0,
+    }
+    .query()
 }
 
 // ---------------------------------------------------------------- binding
@@ -833,6 +851,23 @@ mod tests {
         let mut query = parse(q).unwrap_or_else(|e| panic!("{q}: {e}"));
         query.bind().unwrap_or_else(|e| panic!("{q}: {e}"));
         query
+    }
+
+    /// Issue 8: about 3,000 nested parentheses overflowed the parser's stack and aborted the
+    /// fake; nesting is now bounded and refused as MALFORMED_QUERY.
+    #[test]
+    fn deeply_nested_parentheses_are_refused_not_a_crash() {
+        let nested = |n: usize| {
+            format!(
+                "SELECT Id FROM Case WHERE {}IsClosed = false{}",
+                "(".repeat(n),
+                ")".repeat(n)
+            )
+        };
+        assert!(parse(&nested(MAX_NESTING)).is_ok());
+        let e = parse(&nested(3000)).expect_err("refused");
+        assert_eq!(e.code, ErrorCode::MalformedQuery);
+        assert!(e.message.contains("nest"), "{}", e.message);
     }
 
     fn err(q: &str) -> SoqlError {

@@ -10,7 +10,7 @@ use sors_salesforce::{LoginConfig, Names, Salesforce};
 use sors_tenant::{Config, CredentialStore};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::info;
+use tracing::{error, info};
 
 use crate::http_server;
 use crate::runtime::{self, Options};
@@ -86,6 +86,24 @@ impl Service {
         let _ = self.runtime.await;
         let _ = self.http.await;
     }
+
+    /// Runs until a stop signal (then stops gracefully) or until the status port ends by itself
+    /// (a service nobody can watch is not left running silently: it stops, and the error makes
+    /// systemd restart it).
+    pub async fn run_until_signal(mut self) -> anyhow::Result<()> {
+        tokio::select! {
+            _ = wait_for_signal() => {
+                self.stop().await;
+                Ok(())
+            }
+            ended = &mut self.http => {
+                error!(event = "router.status_port_down", outcome = ?ended, "The status port stopped; stopping the service");
+                let _ = self.shutdown.send(true);
+                let _ = self.runtime.await;
+                anyhow::bail!("the status port stopped unexpectedly ({ended:?})")
+            }
+        }
+    }
 }
 
 /// Loads a tenant directory into a [`ServiceSpec`].
@@ -121,11 +139,10 @@ pub async fn serve(dir: &Path) -> anyhow::Result<()> {
     let service = Service::start(spec).await?;
     crate::say!(
         "sors: tenant {} serving status on http://{}/heartbeat",
-        cfg.tenant.name, service.http_addr
+        cfg.tenant.name,
+        service.http_addr
     );
-    wait_for_signal().await;
-    service.stop().await;
-    Ok(())
+    service.run_until_signal().await
 }
 
 /// Ctrl-C or SIGTERM (systemd's stop).

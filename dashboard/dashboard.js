@@ -17,6 +17,7 @@
   const HISTORY_EVERY = 30000;
   const BACKOFF_MAX = 60000;
   const ALERT_RECENT = 15 * MINUTE;
+  const BRIEF_SEGMENT = 5000;
   const API_WARN = 0.9;
   const MAX_FILE = 1024 * 1024;
   const MAX_PAGE_EVENTS = 200;
@@ -343,7 +344,7 @@
     monitors: new Map(), // key(name) -> Monitor
     selected: null, // key(name)
     undo: [],
-    chartRange: 1440,
+    chartRange: null, // minutes; null: the shortest range that covers the service's history
     chartCursor: null,
   };
 
@@ -784,7 +785,12 @@
     const total = {};
     const children = segs.map((s) => {
       total[s.level] = (total[s.level] || 0) + (s.to - s.from);
-      const w = Math.max(((s.to - s.from) / DAY) * 1440, s.level === 'degraded' || s.level === 'down' ? 3 : 0.6);
+      // Problems, and the state now, are drawn at least 3 of 1440 wide so that a short outage
+      // shows in a day; not past ones of a few seconds (a service starting, a CIC switchover):
+      // the timeline lists those.
+      const now = s.to >= to;
+      const brief = !now && s.to - s.from < BRIEF_SEGMENT;
+      const w = Math.max(((s.to - s.from) / DAY) * 1440, brief ? 0 : now || s.level === 'degraded' || s.level === 'down' ? 3 : 0.6);
       const x = Math.min(((s.from - from) / DAY) * 1440, 1440 - w);
       return svg(
         'rect',
@@ -903,7 +909,7 @@
     const totalF = inWindow.reduce((a, x) => a + x.failed, 0);
     const label = `Rows routed per minute over the last ${rangeWord(range)}: ${fmtInt(totalR)} routed, ${fmtInt(totalF)} failed, peak ${fmtInt(peak)} a minute.`;
     const chart = svg('svg', { class: 'chart', viewBox: `0 0 1440 ${H}`, preserveAspectRatio: 'none', role: 'img', 'aria-label': label }, parts);
-    return { chart, from, end, top, inWindow, totalR, totalF, peak };
+    return { chart, from, end, range, top, inWindow, totalR, totalF, peak };
   }
 
   function niceCeil(v) {
@@ -1255,8 +1261,17 @@
     renderEvents(m, now);
   }
 
+  /** The chart's range in minutes: the one chosen, else the shortest covering the history. */
+  function chartRangeOf(m) {
+    if (app.chartRange !== null) return app.chartRange;
+    const started = m.hist ? time(m.hist.started_at) : null;
+    if (started === null) return 1440;
+    const age = m.now() - started;
+    return age < 60 * MINUTE ? 60 : age < 360 * MINUTE ? 360 : 1440;
+  }
+
   function renderChart(m) {
-    const range = app.chartRange;
+    const range = chartRangeOf(m);
     for (const b of document.querySelectorAll('[data-range]')) b.setAttribute('aria-pressed', String(Number(b.dataset.range) === range));
     const c = rowsChart(m, range);
     $('chart-h').textContent = `Rows routed per minute, last ${rangeWord(range)}`;
@@ -1288,7 +1303,7 @@
     const svgEl = wrap.querySelector('svg.chart');
     const rect = svgEl.getBoundingClientRect();
     const f = Math.min(0.9999, Math.max(0, (ev.clientX - rect.left) / rect.width));
-    app.chartCursor = c.from + Math.floor(f * app.chartRange) * MINUTE;
+    app.chartCursor = c.from + Math.floor(f * c.range) * MINUTE;
     const m = app.monitors.get(app.selected);
     if (m) renderChart(m);
   }

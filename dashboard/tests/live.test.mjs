@@ -135,7 +135,7 @@ test("dropped pushes: amber with the service's own message once the sweep has fo
   await eventually(async () => assert.deepEqual(Object.keys(await t.rows()), ['Processed']), { timeout: 15000 });
 });
 
-test('a switchover: the lost CIC session and the switchover in the timeline, counted once, green again', async (c) => {
+test('a switchover that loses the interactions: the lost session, the switchover and its re-routing in the timeline, counted once', async (c) => {
   if (skipUnlessLive(c)) return;
   const t = await tenant('Switching NV');
   await t.traffic(2);
@@ -143,9 +143,13 @@ test('a switchover: the lost CIC session and the switchover in the timeline, cou
   await waitForState(page, 'Switching NV', 'up');
   await openDetail(page, 'Switching NV');
   assert.equal((await detailStats(page)).switchovers.value, '0');
-  await t.switchover();
-  const item = await page.waitForSelector('#detail-events li[data-kind="switchover"]', { timeout: targets.timeouts.switchover });
-  assert.match(await item.evaluate((li) => li.textContent), /CIC session re-established on http:\/\/127\.0\.0\.1:\d+/);
+  await t.switchover({ loseInteractions: true });
+  // The reconciliation that follows is added to the same switchover, not counted as another.
+  await page.waitForFunction(
+    () => [...document.querySelectorAll('#detail-events li[data-kind="switchover"]')].some((li) => /CIC session re-established on http:\/\/127\.0\.0\.1:\d+; CIC switchover: 2 interaction\(s\) lost, 2 being re-routed/.test(li.textContent)),
+    { timeout: targets.timeouts.switchover, polling: 100 },
+  );
+  assert.equal(await page.$$eval('#detail-events li[data-kind="switchover"]', (li) => li.length), 1);
   await page.waitForSelector('#detail-events li[data-kind="cic_lost"]', { timeout: 5000 });
   await page.waitForSelector('#detail-bar .mark[data-kind="switchover"]', { timeout: 5000 });
   await waitForState(page, 'Switching NV', 'up', { timeout: targets.timeouts.switchover });
@@ -157,6 +161,9 @@ test('a switchover: the lost CIC session and the switchover in the timeline, cou
   const hb = await getJson(t.heartbeatUrl);
   assert.equal(hb.cic.backup, true);
   assert.equal(hb.cic.sessions, 2);
+  assert.equal(hb.alerts.filter((a) => a.kind === 'switchover').length, 2, 'the heartbeat alerts twice');
+  // The lost interactions are routed again on the backup.
+  await eventually(async () => assert.ok((await getJson(t.heartbeatUrl)).routing.routed >= 4), { timeout: 15000 });
 });
 
 test('the detail numbers equal /heartbeat and /history fetched at the same moment', async (c) => {

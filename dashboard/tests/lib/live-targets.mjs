@@ -179,9 +179,12 @@ class LiveTenant {
     await this.command('traffic', String(LOST_TRAFFIC_MS));
   }
 
-  /** The fake CIC's standby becomes active; the service reconnects to it. */
-  async switchover() {
-    return this.command('switchover');
+  /**
+   * The fake CIC's standby becomes active; the service reconnects to it. With
+   * `{ loseInteractions: true }` the interactions do not survive it (the service re-routes them).
+   */
+  async switchover({ loseInteractions = false } = {}) {
+    return loseInteractions ? this.command('switchover', 'lose') : this.command('switchover');
   }
 
   /** `rows` new cases, resolved once the service has routed them all. */

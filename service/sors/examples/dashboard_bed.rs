@@ -21,7 +21,8 @@
 //! - `drop_pushes KEY on|off`: the fake Salesforce swallows PushTopic events (or not).
 //! - `new_case KEY [N]`: N (default 1) customer emails become cases in `Support EN`.
 //! - `traffic KEY MS|off`: a new case every MS milliseconds (at least 100), or no more.
-//! - `switchover KEY`: the fake CIC's standby becomes active; answers `{"active": ...}`.
+//! - `switchover KEY [keep|lose]`: the fake CIC's standby becomes active, keeping or losing
+//!   the interactions (default: as the site says, which keeps them); answers `{"active": ...}`.
 //! - `rows KEY`: the routing rows by status, e.g. `{"rows": {"Processed": 3}}`.
 //! - `close KEY`: stops the tenant's service and both fakes for good.
 //! - `list`: every tenant, as in the first line.
@@ -206,7 +207,13 @@ impl Beds {
             }
             "switchover" => {
                 let t = self.get(key)?;
-                let active = t.bed.cic.switchover(None);
+                let recovery = match rest.first().copied() {
+                    None => None,
+                    Some("keep") => Some(true),
+                    Some("lose") => Some(false),
+                    Some(_) => bail!("switchover KEY [keep|lose]"),
+                };
+                let active = t.bed.cic.switchover(recovery);
                 json!({ "active": format!("{active:?}").to_lowercase() })
             }
             "rows" => {

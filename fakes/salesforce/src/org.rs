@@ -595,9 +595,9 @@ impl Org {
             .limit
             .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
         let candidates = self.store.candidates(obj.name, q.filter.as_ref());
-        let matching = |seq: &u64| {
+        let matching = |seq: u64| {
             self.store
-                .get(*seq)
+                .get(seq)
                 .filter(|r| r.object.name == obj.name && !r.deleted)
                 .filter(|r| q.matches(&|f| r.svalue(f)))
         };
@@ -843,8 +843,10 @@ impl Org {
         fields.insert("SystemModstamp", now);
         fields.insert("LastModifiedById", json!(user_id));
         let record = Record {
+            object: old.object,
             fields,
-            ..Record::clone(&old)
+            seq: old.seq,
+            deleted: old.deleted,
         };
         let mut effects = self.pushtopic_effects(&record, EventType::Updated, Some(&changed));
         if obj.name == PUSHTOPIC_OBJ {
@@ -1208,7 +1210,7 @@ impl Org {
             .candidates(ROW_OBJ, Some(&by_case))
             .iter()
             .rev()
-            .filter_map(|&seq| self.store.get(seq))
+            .filter_map(|seq| self.store.get(seq))
             .find(|r| !r.deleted && r.str("Case__c") == Some(case_id))
             .map(|r| LastRow {
                 queue_id: r.str("Salesforce_Queue_Id__c").map(str::to_owned),

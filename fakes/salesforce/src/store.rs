@@ -187,8 +187,12 @@ impl Store {
         let Some(old) = self.get(r.seq).cloned() else {
             return;
         };
-        self.unindex_record(&old);
-        self.index_record(&r);
+        let same_keys = old.deleted == r.deleted
+            && indexed_fields(r.object.name).all(|f| old.fields.get(f) == r.fields.get(f));
+        if !same_keys {
+            self.unindex_record(&old);
+            self.index_record(&r);
+        }
         self.touched(&r);
         let slot = usize::try_from(r.seq.saturating_sub(1)).unwrap_or(usize::MAX);
         if let Some(s) = self.slots.get_mut(slot) {
@@ -279,50 +283,74 @@ impl Store {
         }
     }
 
-    fn collect(&self, object: &str, e: &Expr, out: &mut Vec<Seq>) {
+    /// The candidate records of an indexable condition (`estimate` is `Some`).
+    fn source<'a>(&'a self, object: &str, e: &Expr) -> Candidates<'a> {
         match e {
-            Expr::Cmp { field, value, .. } => {
-                out.extend(self.key_set(object, field, value).into_iter().flatten());
-            }
-            Expr::In { field, values, .. } => {
-                for v in values {
-                    out.extend(self.key_set(object, field, v).into_iter().flatten());
-                }
-            }
-            Expr::And(items) => {
-                if let Some(best) = items
+            Expr::Cmp { field, value, .. } => self
+                .key_set(object, field, value)
+                .map_or(Candidates::List(Vec::new()), Candidates::Set),
+            Expr::In { field, values, .. } if values.len() == 1 => values
+                .first()
+                .and_then(|v| self.key_set(object, field, v))
+                .map_or(Candidates::List(Vec::new()), Candidates::Set),
+            Expr::In { field, values, .. } => Candidates::union(
+                values
                     .iter()
-                    .filter_map(|i| self.estimate(object, i).map(|n| (n, i)))
-                    .min_by_key(|(n, _)| *n)
-                    .map(|(_, i)| i)
-                {
-                    self.collect(object, best, out);
+                    .filter_map(|v| self.key_set(object, field, v))
+                    .flatten()
+                    .copied()
+                    .collect(),
+            ),
+            Expr::And(items) => items
+                .iter()
+                .filter_map(|i| self.estimate(object, i).map(|n| (n, i)))
+                .min_by_key(|(n, _)| *n)
+                .map_or(Candidates::List(Vec::new()), |(_, i)| {
+                    self.source(object, i)
+                }),
+            Expr::Or(items) => {
+                let mut all = Vec::new();
+                for i in items {
+                    all.extend(self.source(object, i).iter());
                 }
+                Candidates::union(all)
             }
-            Expr::Or(items) => items.iter().for_each(|i| self.collect(object, i, out)),
-            Expr::Like { .. } => {}
+            Expr::Like { .. } => Candidates::List(Vec::new()),
         }
     }
 
     /// The records of `object` a WHERE clause can match, in creation order: from the indexes
-    /// when the clause allows it, else every live record of the object. A superset: the caller
-    /// evaluates the clause.
-    pub fn candidates(&self, object: &str, filter: Option<&Expr>) -> Vec<Seq> {
+    /// when the clause allows it, else every record of the object. A superset (deleted
+    /// records included): the caller evaluates the clause. A single index entry or the object
+    /// table is walked in place, so reading the first few (LIMIT) costs only those.
+    pub fn candidates(&self, object: &str, filter: Option<&Expr>) -> Candidates<'_> {
         match filter.filter(|e| self.estimate(object, e).is_some()) {
-            Some(e) => {
-                let mut out = Vec::new();
-                self.collect(object, e, &mut out);
-                out.sort_unstable();
-                out.dedup();
-                out
-            }
+            Some(e) => self.source(object, e),
             None => self
                 .by_object
                 .get(object)
-                .into_iter()
-                .flatten()
-                .copied()
-                .collect(),
+                .map_or(Candidates::List(Vec::new()), Candidates::Set),
+        }
+    }
+}
+
+/// Record numbers in creation order: an index entry (or object table) as it is, or a list.
+pub(crate) enum Candidates<'a> {
+    Set(&'a BTreeSet<Seq>),
+    List(Vec<Seq>),
+}
+
+impl Candidates<'_> {
+    fn union(mut seqs: Vec<Seq>) -> Self {
+        seqs.sort_unstable();
+        seqs.dedup();
+        Candidates::List(seqs)
+    }
+
+    pub fn iter(&self) -> Box<dyn DoubleEndedIterator<Item = Seq> + '_> {
+        match self {
+            Candidates::Set(set) => Box::new(set.iter().copied()),
+            Candidates::List(list) => Box::new(list.iter().copied()),
         }
     }
 }
@@ -370,6 +398,8 @@ mod tests {
 
     fn cands(s: &Store, where_clause: &str) -> Vec<Seq> {
         s.candidates(ROW_OBJ, Some(&filter(where_clause)))
+            .iter()
+            .collect()
     }
 
     fn store() -> Store {

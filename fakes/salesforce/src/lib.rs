@@ -290,6 +290,12 @@ impl FakeSalesforce {
         self.shared.fail_next(kind, count, error);
     }
 
+    /// Drops every failure injected with [`FakeSalesforce::fail_next`] and not yet used: the
+    /// outage is over.
+    pub fn clear_failures(&self) {
+        self.shared.org().fail_next.clear();
+    }
+
     pub fn counters(&self) -> Counters {
         self.shared.counters()
     }

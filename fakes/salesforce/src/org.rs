@@ -254,7 +254,7 @@ pub struct Org {
     pub api_used: u64,
     pub counters: ApiCounters,
     pub latency: Duration,
-    fail_next: Vec<(CallKind, u32, InjectedError)>,
+    pub(crate) fail_next: Vec<(CallKind, u32, InjectedError)>,
     org_counter: u64,
 }
 

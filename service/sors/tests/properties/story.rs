@@ -405,6 +405,8 @@ impl Story {
     /// model expects holds (checking the invariants meanwhile).
     async fn quiesce(&mut self) -> Result<(), Failure> {
         self.bed.sf.set_drop_pushes(false);
+        // A Salesforce outage ends here too: failures injected and not yet used are dropped.
+        self.bed.sf.clear_failures();
         for agent in 1..=4u8 {
             fake(
                 "agent availability",

@@ -223,11 +223,23 @@ pub async fn graceful_sigterm(seed: u64, dir: &Path) -> Result<Outcome, HarnessE
         );
     }
     router.start(START_DEADLINE).await?;
+    judge_and_stop("graceful_sigterm", bed, router, &workload, problems, dir).await
+}
+
+/// Judges after a one-restart check (60 s to settle, late after 20 s), then stops everything.
+async fn judge_and_stop(
+    name: &'static str,
+    bed: Bed,
+    mut router: RouterProcess,
+    workload: &Workload,
+    problems: Vec<String>,
+    dir: &Path,
+) -> Result<Outcome, HarnessError> {
     let outcome = judge(
-        "graceful_sigterm",
+        name,
         &bed,
         &mut router,
-        &workload,
+        workload,
         Duration::from_secs(60),
         Duration::from_secs(20),
         problems,
@@ -269,20 +281,15 @@ pub async fn switchover_while_down(seed: u64, dir: &Path) -> Result<Outcome, Har
         problems.push("nothing was live before the switchover: the check tested nothing".into());
     }
     router.start(START_DEADLINE).await?;
-    let outcome = judge(
+    judge_and_stop(
         "switchover_while_down",
-        &bed,
-        &mut router,
+        bed,
+        router,
         &workload,
-        Duration::from_secs(60),
-        Duration::from_secs(20),
         problems,
         dir,
     )
-    .await;
-    drop(router);
-    bed.shutdown().await;
-    outcome
+    .await
 }
 
 /// The fakes, and a tenant directory pointing at them with test timings.

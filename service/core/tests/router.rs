@@ -991,10 +991,10 @@ fn error_texts_name_the_fields_as_the_org_calls_them() {
     let case = w.add_case(EN, "");
     let bad_event = w.add_row(&case, "Teleported", "Support_EN", "");
     let no_workgroup = w.add_row(&case, "Comment", "", "");
-    w.push(&[bad_event.clone()]);
+    w.push(std::slice::from_ref(&bad_event));
     w.settle();
     assert!(failed_reason(&w, &bad_event).starts_with("Unknown acme__Event__c 'Teleported'"));
-    w.push(&[no_workgroup.clone()]);
+    w.push(std::slice::from_ref(&no_workgroup));
     w.run_to_quiescence(10);
     assert_eq!(
         failed_reason(&w, &no_workgroup),

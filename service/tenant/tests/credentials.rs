@@ -194,12 +194,9 @@ fn a_key_file_readable_by_others_is_refused() {
     );
 }
 
-#[test]
-fn a_modified_value_is_detected_and_named() {
-    let dir = TempDir::new("cred-tamper");
-    let store = CredentialStore::open_with(dir.path(), &no_env()).unwrap();
-    store.save(&sample()).unwrap();
-    let mut json = read_json(&store);
+/// Changes one bit of the sealed CIC password in the file, as tampering would.
+fn flip_a_bit_of_the_cic_password(store: &CredentialStore) {
+    let mut json = read_json(store);
     let ct = json["cic"]["password"]["ciphertext"].as_str().unwrap();
     let mut raw = base64::engine::general_purpose::STANDARD
         .decode(ct)
@@ -207,7 +204,15 @@ fn a_modified_value_is_detected_and_named() {
     raw[0] ^= 1;
     json["cic"]["password"]["ciphertext"] =
         base64::engine::general_purpose::STANDARD.encode(raw).into();
-    write_json(&store, &json);
+    write_json(store, &json);
+}
+
+#[test]
+fn a_modified_value_is_detected_and_named() {
+    let dir = TempDir::new("cred-tamper");
+    let store = CredentialStore::open_with(dir.path(), &no_env()).unwrap();
+    store.save(&sample()).unwrap();
+    flip_a_bit_of_the_cic_password(&store);
     let err = store.load().unwrap_err();
     match &err {
         CredentialError::Tampered { field, .. } => assert_eq!(field, "cic.password"),
@@ -370,15 +375,7 @@ fn credentials_refused_as_modified_can_be_entered_again() {
     let dir = TempDir::new("cred-reenter");
     cli::set_cic(dir.path(), "sors_service", Secret::new(CIC_PASSWORD)).unwrap();
     let store = CredentialStore::open(dir.path()).unwrap();
-    let mut json = read_json(&store);
-    let ct = json["cic"]["password"]["ciphertext"].as_str().unwrap();
-    let mut raw = base64::engine::general_purpose::STANDARD
-        .decode(ct)
-        .unwrap();
-    raw[0] ^= 1;
-    json["cic"]["password"]["ciphertext"] =
-        base64::engine::general_purpose::STANDARD.encode(raw).into();
-    write_json(&store, &json);
+    flip_a_bit_of_the_cic_password(&store);
     let tampered = std::fs::read(store.path()).unwrap();
     assert!(matches!(
         store.load(),

@@ -10,8 +10,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sors::testbed::{Bed, BedOptions};
 use sors_fake_salesforce::FakeSalesforce;
+use sors_testbed::{Bed, BedOptions};
 use tokio::time::{Instant, sleep};
 
 use crate::HarnessError;
@@ -299,7 +299,7 @@ async fn start_bed(dir: &Path) -> Result<Bed, HarnessError> {
         .map_err(|e| HarnessError::Setup(format!("starting the fakes: {e:#}")))?;
     bed.sf.set_latency(SF_LATENCY);
     bed.cic.set_latency(CIC_LATENCY);
-    sors::demo::write_tenant(
+    sors_testbed::demo::write_tenant(
         dir,
         &bed.sf.base_url(),
         [bed.cic.primary_url(), bed.cic.backup_url()],

@@ -1,6 +1,6 @@
 // Live targets: real sors services, each with its own fake Salesforce and fake CIC pair, run by
-// the test bed example `service/sors/examples/dashboard_bed.rs` (build it first:
-// `cargo build -p sors --example dashboard_bed`). Chosen with
+// the test bed example `fakes/testbed/examples/dashboard_bed.rs` (build it first:
+// `cargo build -p sors-testbed --example dashboard_bed`). Chosen with
 // SORS_DASHBOARD_TARGETS=tests/lib/live-targets.mjs; exports the same names as
 // fixture-targets.mjs. One bed process per test file, spawned on first use and ended by
 // `dashboardPages().close()` (or when this process exits: the bed stops when its stdin closes).
@@ -35,7 +35,7 @@ const COMMAND_TIMEOUT = 90000;
 
 class BedProcess {
   constructor() {
-    if (!fs.existsSync(BED)) throw new Error(`${BED} is missing: build it with \`cargo build -p sors --example dashboard_bed\``);
+    if (!fs.existsSync(BED)) throw new Error(`${BED} is missing: build it with \`cargo build -p sors-testbed --example dashboard_bed\``);
     this.child = spawn(BED, ['host'], { stdio: ['pipe', 'pipe', 'inherit'] });
     this.waiting = [];
     this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));

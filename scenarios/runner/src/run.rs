@@ -1,5 +1,5 @@
 //! Running scenarios: each on its own thread, with its own single-threaded Tokio runtime, its
-//! own fakes and router (`sors::testbed::Bed`, ports 0) and its own tracing capture, a few at a
+//! own fakes and router (`sors_testbed::Bed`, ports 0) and its own tracing capture, a few at a
 //! time.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 use sors::runtime::Options;
 use sors::serve::Service;
 use sors::status::{Alert, StatusView};
-use sors::testbed::{Bed, BedOptions, fast_options};
 use sors_fake_icws::{FailRule, InteractionInfo};
 use sors_salesforce::{Auth, Names};
+use sors_testbed::{Bed, BedOptions, fast_options};
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;

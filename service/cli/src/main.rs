@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use sors::{say, say_raw};
+use sors::say;
 use sors_tenant::ProcessEnv;
 use sors_tenant::cli::{secret_from_env, secret_from_reader};
 use sors_tenant::credentials::Secret;
@@ -24,6 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Routes a burst of cases through the fakes and prints what it cost.
+    #[cfg(feature = "testbed")]
     Bench {
         /// Cases in the burst.
         #[arg(long, default_value_t = 1000)]
@@ -44,6 +45,7 @@ enum Command {
         tenant: PathBuf,
     },
     /// Runs everything locally: fake Salesforce, fake CIC pair, a router, and demo traffic.
+    #[cfg(feature = "testbed")]
     Demo {
         /// The tenant directory the demo sets up (overwritten).
         #[arg(long, default_value = "demo-tenant")]
@@ -59,10 +61,12 @@ enum Command {
     #[command(subcommand)]
     Credentials(Credentials),
     /// The scenario suite: TOML stories replayed against fresh fakes and a fresh router.
+    #[cfg(feature = "testbed")]
     #[command(subcommand)]
     Scenario(Scenario),
 }
 
+#[cfg(feature = "testbed")]
 #[derive(Subcommand)]
 enum Scenario {
     /// Runs scenario files (none given: every scenario of the suite); exits 1 on any failure.
@@ -157,33 +161,39 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
+        #[cfg(feature = "testbed")]
         Command::Demo {
             tenant,
             http,
             no_traffic,
-        } => rt.block_on(sors::demo::run(sors::demo::DemoOptions {
+        } => rt.block_on(sors_testbed::demo::run(sors_testbed::demo::DemoOptions {
             tenant,
             http,
             traffic: !no_traffic,
         })),
         Command::Credentials(c) => credentials(c),
+        #[cfg(feature = "testbed")]
         Command::Bench {
             rows,
             max_in_flight,
             batch_window_ms,
         } => {
-            let report = rt.block_on(sors::bench::run(sors::bench::BenchOptions {
-                rows,
-                max_in_flight,
-                batch_window: std::time::Duration::from_millis(batch_window_ms),
-            }))?;
-            say_raw!("{report}");
+            let report = rt.block_on(sors_testbed::bench::run(
+                sors_testbed::bench::BenchOptions {
+                    rows,
+                    max_in_flight,
+                    batch_window: std::time::Duration::from_millis(batch_window_ms),
+                },
+            ))?;
+            sors::say_raw!("{report}");
             Ok(())
         }
+        #[cfg(feature = "testbed")]
         Command::Scenario(Scenario::Run { files, dir, jobs }) => scenario_run(&files, dir, jobs),
     }
 }
 
+#[cfg(feature = "testbed")]
 fn scenario_run(
     files: &[PathBuf],
     dir: Option<PathBuf>,

@@ -1,5 +1,7 @@
 //! The sors service: the runtime that wires the Salesforce and ICWS clients to the routing
-//! core, the status endpoints, the tenant wiring and the commands (`serve`, `check`, `demo`).
+//! core, the status endpoints, the tenant wiring and the commands (`serve`, `check`). The test
+//! bed, `demo` and `bench` live beside it in `sors-testbed` (fakes/testbed): nothing here
+//! depends on a fake.
 
 /// `println!` that never panics: when standard output is closed (`sors check | head -2`), the
 /// line is dropped and the command goes on to its exit status.
@@ -20,13 +22,10 @@ macro_rules! say_raw {
     }};
 }
 
-pub mod bench;
 pub mod check;
-pub mod demo;
 pub mod history;
 pub mod http_server;
 pub mod runtime;
 pub mod serve;
 pub mod status;
-pub mod testbed;
 pub mod wiring;

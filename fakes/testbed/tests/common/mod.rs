@@ -1,11 +1,11 @@
-//! Panicking conveniences over `sors::testbed` for tests.
+//! Panicking conveniences over `sors_testbed` for tests.
 
 #![allow(dead_code)]
 
 use std::time::Duration;
 
 use serde_json::json;
-pub use sors::testbed::{Bed, BedOptions};
+pub use sors_testbed::{Bed, BedOptions};
 
 pub async fn bed() -> Bed {
     Bed::start(BedOptions::default()).await.expect("test bed")

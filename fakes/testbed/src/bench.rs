@@ -11,7 +11,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::testbed::{Bed, BedOptions};
+use crate::{Bed, BedOptions};
 
 #[derive(Clone, Debug)]
 pub struct BenchOptions {

@@ -1,6 +1,6 @@
 //! Property tests of the router's invariants (routing.md) against the real fakes and a real
 //! router: proptest generates stories of Salesforce actions, CIC actions, faults and router
-//! stops, kills and restarts; each story runs on a fresh `sors::testbed::Bed` and is checked
+//! stops, kills and restarts; each story runs on a fresh `sors_testbed::Bed` and is checked
 //! against a reference model after every step and at quiescence.
 //!
 //! `harness = false`, so the command line is ours:

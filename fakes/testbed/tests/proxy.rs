@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use common::BedOptions;
 use sors::serve::Service;
-use sors::testbed::Bed;
 use sors_core::proxy::ProxyPolicy;
+use sors_testbed::Bed;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -14,7 +14,8 @@ use sors_fake_salesforce::{FakeSalesforce, FakeSalesforceConfig};
 use sors_tenant::Config;
 use sors_tenant::credentials::Secret;
 
-use crate::serve::{Service, spec_from_tenant, wait_for_signal};
+use sors::say;
+use sors::serve::{Service, spec_from_tenant, wait_for_signal};
 
 pub struct DemoOptions {
     pub tenant: PathBuf,

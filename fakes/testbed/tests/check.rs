@@ -4,7 +4,7 @@ mod common;
 
 use common::BedOptions;
 use serde_json::json;
-use sors::testbed::Bed;
+use sors_testbed::Bed;
 
 fn tenant_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("sors-check-{name}-{}", std::process::id()));
@@ -16,7 +16,7 @@ fn tenant_dir(name: &str) -> std::path::PathBuf {
 async fn check_passes_on_a_good_tenant_and_names_every_problem_on_a_bad_one() {
     let bed = Bed::start_fakes(BedOptions::default()).await.unwrap();
     let dir = tenant_dir("good");
-    sors::demo::write_tenant(
+    sors_testbed::demo::write_tenant(
         &dir,
         &bed.sf.base_url(),
         [bed.cic.primary_url(), bed.cic.backup_url()],

@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde_json::Value;
-use sors::testbed::Bed;
 use sors_fake_icws::{HistoryEvent, InteractionInfo};
+use sors_testbed::Bed;
 
 use crate::model::{Expect, Model};
 

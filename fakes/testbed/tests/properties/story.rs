@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::json;
-use sors::testbed::{Bed, BedOptions};
 use sors_fake_cometd::ForgetAdvice;
 use sors_fake_icws::FailRule;
 use sors_fake_salesforce::InjectedError;
+use sors_testbed::{Bed, BedOptions};
 
 use crate::checks::{Failure, Snapshot};
 use crate::model::{Event, Expect, Model, Owner};

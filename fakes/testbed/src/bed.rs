@@ -14,9 +14,9 @@ use sors_fake_salesforce::{FakeSalesforce, FakeSalesforceConfig, OrgSpec};
 use sors_icws::IcwsConfig;
 use sors_salesforce::{Auth, LoginConfig, Names, Secret};
 
-use crate::runtime::Options;
-use crate::serve::{Service, ServiceSpec};
-use crate::status::StatusView;
+use sors::runtime::Options;
+use sors::serve::{Service, ServiceSpec};
+use sors::status::StatusView;
 
 /// Router timings for tests: everything in (milli)seconds instead of minutes.
 pub fn fast_options() -> Options {

@@ -1,5 +1,5 @@
 //! Live tenants for the dashboard's browser tests (and for looking at the page by hand): each
-//! tenant is a test bed of its own (`sors::testbed`: a fake Salesforce, a fake CIC pair and a
+//! tenant is a test bed of its own (`sors_testbed`: a fake Salesforce, a fake CIC pair and a
 //! routing service with fast timings, status port on 127.0.0.1), driven over stdin.
 //!
 //! ```text
@@ -37,7 +37,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use serde_json::{Value, json};
 use sors::serve::Service;
-use sors::testbed::{Bed, BedOptions};
+use sors_testbed::{Bed, BedOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// How long a started service may take to be up.

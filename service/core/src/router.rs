@@ -534,7 +534,12 @@ impl Router {
         let mut out = Out::default();
         match input {
             Input::Pushed(ids) => self.on_pushed(now, ids, &mut out),
-            Input::Rows { source, rows } => self.on_rows(now, source, rows, &mut out),
+            Input::Rows { source, rows } => {
+                if source == Source::Push {
+                    self.fetch_failures = 0;
+                }
+                self.on_rows(now, source, rows, &mut out)
+            }
             Input::Cases { requested, found } => self.on_cases(requested, found, &mut out),
             Input::CasesFailed { requested, .. } => {
                 for id in requested {
@@ -584,7 +589,7 @@ impl Router {
             }
             Input::FetchFailed { ids, .. } => {
                 self.fetch_failures += 1;
-                let at = now + self.write_backoff(self.fetch_failures);
+                let at = now + write_backoff(&self.settings, self.fetch_failures);
                 // Still announced: the sweep must not count them as missed pushes.
                 for id in &ids {
                     self.announced.insert(id.clone(), now);
@@ -624,8 +629,7 @@ impl Router {
                 if let Some(r) = self.rows.get_mut(&entry_id) {
                     if matches!(r.stage, Stage::Raised { .. }) {
                         r.write_failures += 1;
-                        let wait = backoff(&self.settings, r.write_failures)
-                            .min(self.settings.max_write_backoff);
+                        let wait = write_backoff(&self.settings, r.write_failures);
                         out.notify(Notice::Retrying {
                             row: entry_id.clone(),
                             attempt: r.write_failures,
@@ -921,11 +925,7 @@ impl Router {
             tries,
             reason: error.to_owned(),
         });
-        self.write_backoff(tries)
-    }
-
-    fn write_backoff(&self, failures: u32) -> TimeDelta {
-        backoff(&self.settings, failures).min(self.settings.max_write_backoff)
+        write_backoff(&self.settings, tries)
     }
 
     fn on_disconnect_done(
@@ -1342,6 +1342,18 @@ impl Router {
             _ => None,
         };
         if let Some(note) = left {
+            // The trigger judged the case's queue monitored, and fresh mappings say it is not:
+            // the mapping was removed meanwhile, or the two disagree. Worth an operator's look.
+            let queue = self.rows.get(id).and_then(|r| r.row.queue_id.clone());
+            if let (Some(s), Some(q)) = (&snap, queue) {
+                if q == s.owner_id && !self.monitored.contains_key(&q) {
+                    out.notify(Notice::ConfigDrift {
+                        message: format!(
+                            "row {id} names queue {q} as monitored, but no Interaction Routing Queue maps it (mapping removed, or its queue name no longer matches)"
+                        ),
+                    });
+                }
+            }
             self.close(now, id, None, note.to_owned(), out);
             return;
         }
@@ -1860,6 +1872,11 @@ fn claim_update(r: &Row) -> RowUpdate {
         error: None,
         processed_at: None,
     }
+}
+
+/// The wait before the next try of a transient failure (writes, raises, fetches).
+fn write_backoff(settings: &Settings, failures: u32) -> TimeDelta {
+    backoff(settings, failures).min(settings.max_write_backoff)
 }
 
 fn backoff(settings: &Settings, attempt: u32) -> TimeDelta {

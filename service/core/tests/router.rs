@@ -779,6 +779,36 @@ fn a_row_of_a_queue_that_truly_left_routing_is_judged_after_one_fresh_read() {
         "{:?}",
         w.row(&row).error
     );
+    // the case moved on (its row names EN, it is now elsewhere): no drift
+    assert!(
+        !w.notices
+            .iter()
+            .any(|n| matches!(n, Notice::ConfigDrift { .. }))
+    );
+}
+
+#[test]
+fn a_row_naming_a_queue_no_mapping_lists_is_reported_as_config_drift() {
+    let mut w = world();
+    // The mapping of EN is removed (the periodic read sees it) after the trigger wrote a row.
+    let case = w.add_case(EN, "");
+    let row = w.add_row(&case, "New", "Support_EN", "");
+    w.mappings.retain(|m| m.queue_id != EN);
+    w.inputs.push_back(Input::Mappings {
+        mappings: w.mappings.clone(),
+        as_of: w.now,
+    });
+    w.settle();
+    w.tick(1);
+    w.push(std::slice::from_ref(&row));
+    w.settle();
+    assert_eq!(w.mapping_reads, 1, "read again before judging");
+    assert_eq!(w.status(&row), RowStatus::Processed);
+    assert!(w.live_of(&case).is_empty());
+    assert!(w.notices.iter().any(|n| matches!(
+        n,
+        Notice::ConfigDrift { message } if message.contains(EN)
+    )));
 }
 
 #[test]

@@ -351,12 +351,17 @@ impl Shared {
         v.reasons = reasons;
     }
 
+    /// Reads one thing of the status without cloning the whole document (per-tick callers).
+    fn read<T>(&self, f: impl FnOnce(&StatusView) -> T) -> T {
+        f(&self.view.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     pub fn snapshot(&self) -> StatusView {
         self.view.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn is_ready(&self) -> bool {
-        self.snapshot().status == Readiness::Up
+        self.read(|v| v.status == Readiness::Up)
     }
 
     pub fn alert(&self, kind: AlertKind, message: String) {
@@ -466,7 +471,7 @@ impl Shared {
         };
         let now = Utc::now();
         if kind == IncidentKind::Switchover {
-            let session = self.snapshot().cic.sessions;
+            let session = self.read(|v| v.cic.sessions);
             let same = {
                 let mut inner = self.inner();
                 let same = inner.switchover_session == Some(session);
@@ -536,7 +541,7 @@ impl Shared {
 
     /// The CIC client's own view (read every tick): a refused password shows as such.
     pub fn cic_client(&self, last_error: Option<&str>, auth_failing: bool) {
-        let connected = self.snapshot().cic.connected;
+        let connected = self.read(|v| v.cic.connected);
         if let (false, Some(e)) = (connected, last_error) {
             self.update(|v| v.cic.last_error = Some(e.to_owned()));
         }
@@ -559,7 +564,7 @@ impl Shared {
 
     pub fn router_status(&self, s: RouterStatus, now: DateTime<Utc>) {
         let (cic_ready, waiting, other) = (s.cic_ready, s.writes_waiting, s.other_router_at);
-        let connected = self.snapshot().cic.connected;
+        let connected = self.read(|v| v.cic.connected);
         self.recorder().backlog(now, s.waiting_rows);
         self.update(|v| v.routing.router = s);
         if connected && !cic_ready {

@@ -4,6 +4,7 @@
 //! randomness come in as values; effects go out as values. Everything here is tested without
 //! sockets.
 
+pub mod backoff;
 pub mod model;
 pub mod proxy;
 pub mod router;

@@ -5,14 +5,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use serde_json::Value;
 use sors_fake_icws::{HistoryEvent, InteractionInfo};
 use sors_testbed::Bed;
+use sors_testbed::table::{RoutingTable, RowEvent, RowStatus};
 
 use crate::model::{Expect, Model};
-
-/// Every routing row, oldest first, with the bookkeeping fields.
-const ROWS_SOQL: &str = "SELECT Id, Case__c, Event__c, Status__c, Interaction_Id__c, Error__c, Attempts__c, Workgroup__c, Skills__c, CreatedDate, Processed_At__c FROM Object_Routing_Queue__c ORDER BY CreatedDate, Id";
 
 /// A broken invariant (or a story that could not be played), naming the case it concerns.
 #[derive(Debug)]
@@ -27,60 +24,6 @@ impl Failure {
             case: case.map(str::to_owned),
             what,
         }
-    }
-}
-
-pub struct Row {
-    pub id: String,
-    pub case: String,
-    pub event: String,
-    pub status: String,
-    pub interaction: Option<String>,
-    pub error: Option<String>,
-    pub attempts: String,
-    pub workgroup: String,
-    pub skills: String,
-    pub created: Option<DateTime<Utc>>,
-    pub processed_at: Option<DateTime<Utc>>,
-}
-
-fn text(v: &Value, field: &str) -> Option<String> {
-    v.get(field)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-}
-
-/// Salesforce date-times as the fake writes them: `2026-01-01T10:00:00.000+0000`.
-fn datetime(v: &Value, field: &str) -> Option<DateTime<Utc>> {
-    let s = text(v, field)?;
-    DateTime::parse_from_str(&s, "%Y-%m-%dT%H:%M:%S%.3f%z")
-        .ok()
-        .map(|d| d.with_timezone(&Utc))
-}
-
-impl Row {
-    fn from_json(v: &Value) -> Row {
-        Row {
-            id: text(v, "Id").unwrap_or_default(),
-            case: text(v, "Case__c").unwrap_or_default(),
-            event: text(v, "Event__c").unwrap_or_default(),
-            status: text(v, "Status__c").unwrap_or_default(),
-            interaction: text(v, "Interaction_Id__c"),
-            error: text(v, "Error__c"),
-            attempts: v
-                .get("Attempts__c")
-                .map(Value::to_string)
-                .unwrap_or_default(),
-            workgroup: text(v, "Workgroup__c").unwrap_or_default(),
-            skills: text(v, "Skills__c").unwrap_or_default(),
-            created: datetime(v, "CreatedDate"),
-            processed_at: datetime(v, "Processed_At__c"),
-        }
-    }
-
-    pub fn is_final(&self) -> bool {
-        self.status == "Processed" || self.status == "Failed"
     }
 }
 
@@ -111,18 +54,17 @@ impl Span {
 /// One consistent reading of both fakes: rows first, then interactions, so every interaction a
 /// row names was created before the interactions were read.
 pub struct Snapshot {
-    pub rows: Vec<Row>,
+    /// The routing table, in creation order.
+    pub table: RoutingTable,
     pub interactions: Vec<InteractionInfo>,
 }
 
 impl Snapshot {
     pub fn take(bed: &Bed) -> Result<Snapshot, Failure> {
-        let rows = bed
-            .sf
-            .query(ROWS_SOQL)
-            .map_err(|e| Failure::new(None, format!("reading the routing rows failed: {e:?}")))?;
+        let table = RoutingTable::read(&bed.sf)
+            .map_err(|e| Failure::new(None, format!("reading the routing rows failed: {e}")))?;
         Ok(Snapshot {
-            rows: rows.iter().map(Row::from_json).collect(),
+            table,
             interactions: bed.cic.interactions(),
         })
     }
@@ -141,9 +83,9 @@ impl Snapshot {
             .iter()
             .map(|i| (i.id.as_str(), i))
             .collect();
-        for r in &self.rows {
-            let here = Some(r.case.as_str());
-            if r.status == "Failed" {
+        for r in self.table.rows() {
+            let here = Some(r.case_id.as_str());
+            if r.status == RowStatus::Failed {
                 return Err(Failure::new(
                     here,
                     format!(
@@ -152,7 +94,7 @@ impl Snapshot {
                     ),
                 ));
             }
-            let (true, Some(iid)) = (r.status == "Processed", &r.interaction) else {
+            let (true, Some(iid)) = (r.status == RowStatus::Processed, &r.interaction_id) else {
                 continue;
             };
             let Some(ix) = by_id.get(iid.as_str()) else {
@@ -164,7 +106,7 @@ impl Snapshot {
                     ),
                 ));
             };
-            if ix.case_id != r.case {
+            if ix.case_id != r.case_id {
                 return Err(Failure::new(
                     here,
                     format!(
@@ -191,9 +133,10 @@ impl Snapshot {
         }
         for c in &model.cases {
             let written: Vec<&str> = self
-                .rows
-                .iter()
-                .filter(|r| r.case == c.id && r.event != "SwitchoverRecovery")
+                .table
+                .of_case(&c.id)
+                .into_iter()
+                .filter(|r| r.event != RowEvent::SwitchoverRecovery)
                 .map(|r| r.event.as_str())
                 .collect();
             let expected: Vec<&str> = c.events.iter().map(|e| e.as_str()).collect();
@@ -264,9 +207,9 @@ impl Snapshot {
     /// What still differs from the settled state the model expects (empty once settled).
     pub fn unsettled(&self, model: &Model) -> Vec<Failure> {
         let mut out = Vec::new();
-        for r in self.rows.iter().filter(|r| !r.is_final()) {
+        for r in self.table.not_final() {
             out.push(Failure::new(
-                Some(&r.case),
+                Some(&r.case_id),
                 format!("row {} ({}) is still {}", r.id, r.event, r.status),
             ));
         }
@@ -312,22 +255,22 @@ impl Snapshot {
     /// Rows and interaction events of one case, in time order.
     pub fn timeline(&self, case: &str) -> String {
         let mut lines: Vec<(Option<DateTime<Utc>>, String)> = Vec::new();
-        for r in self.rows.iter().filter(|r| r.case == case) {
+        for r in self.table.of_case(case) {
             lines.push((
-                r.created,
+                Some(r.created),
                 format!(
                     "row {} {} created (workgroup {}, skills {:?})",
                     r.id, r.event, r.workgroup, r.skills
                 ),
             ));
             lines.push((
-                r.processed_at.or(r.created),
+                Some(r.processed_at.unwrap_or(r.created)),
                 format!(
                     "row {} {} now {} (interaction {:?}, attempts {}, error {:?}, processed at {:?})",
                     r.id,
                     r.event,
                     r.status,
-                    r.interaction,
+                    r.interaction_id,
                     r.attempts,
                     r.error,
                     r.processed_at.map(|t| t.to_rfc3339())

@@ -10,6 +10,7 @@ use serde_json::json;
 use sors_fake_cometd::ForgetAdvice;
 use sors_fake_icws::FailRule;
 use sors_fake_salesforce::InjectedError;
+use sors_testbed::table::RowEvent;
 use sors_testbed::{Bed, BedOptions};
 
 use crate::checks::{Failure, Snapshot};
@@ -87,12 +88,8 @@ impl Story {
         let cases = &self.model.cases;
         Ok(Covered {
             cases: cases.len(),
-            rows: snap.rows.len(),
-            recovery_rows: snap
-                .rows
-                .iter()
-                .filter(|r| r.event == "SwitchoverRecovery")
-                .count(),
+            rows: snap.table.len(),
+            recovery_rows: snap.table.count_event(&RowEvent::SwitchoverRecovery),
             interactions: snap.interactions.len(),
             lost: snap.interactions.iter().filter(|i| i.lost).count(),
             live_checked: cases

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+use sors_core::backoff::Backoff;
 use sors_core::proxy::ProxyPolicy;
 
 use crate::error::SfError;
@@ -148,18 +149,18 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The delay before retry number `retry` (1 = first retry).
-    pub(crate) fn delay(&self, retry: u32) -> Duration {
-        backoff(self.base_delay_ms, self.max_delay_ms, retry)
+    /// The schedule: `base_delay_ms`, doubling per retry, capped at `max_delay_ms`.
+    pub(crate) fn backoff(&self) -> Backoff {
+        Backoff::new(
+            Duration::from_millis(self.base_delay_ms),
+            Duration::from_millis(self.max_delay_ms),
+        )
     }
-}
 
-/// Bounded exponential back-off with jitter: `min(base * 2^(n-1), max)` scaled by 50..100 %.
-pub(crate) fn backoff(base_ms: u64, max_ms: u64, n: u32) -> Duration {
-    let exp = n.saturating_sub(1).min(30);
-    let full = base_ms.saturating_mul(1u64 << exp).min(max_ms);
-    let jitter: f64 = rand::random_range(0.5..=1.0);
-    Duration::from_millis((full as f64 * jitter) as u64)
+    /// The delay before retry number `retry` (1 = first retry), with jitter (50..100 %).
+    pub(crate) fn delay(&self, retry: u32) -> Duration {
+        self.backoff().jittered(retry, rand::random::<f64>())
+    }
 }
 
 /// Timing of the Bayeux (Streaming API) client. The server decides how long it holds a
@@ -193,6 +194,16 @@ impl Default for StreamingConfig {
             refused_delay_ms: 30_000,
             channel_capacity: 10_000,
         }
+    }
+}
+
+impl StreamingConfig {
+    /// The back-off schedule: `backoff_base_ms`, doubling, capped at `backoff_max_ms`.
+    pub(crate) fn backoff(&self) -> Backoff {
+        Backoff::new(
+            Duration::from_millis(self.backoff_base_ms),
+            Duration::from_millis(self.backoff_max_ms),
+        )
     }
 }
 

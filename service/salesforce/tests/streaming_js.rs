@@ -155,8 +155,6 @@ async fn stream_receive_and_recover(script: &str, arg: &str) -> NodeServer {
         StreamEvent::Push {
             row_id: RowId::from("a01"),
             replay_id: 5,
-            status: Some("New".into()),
-            event_type: "created".into(),
         }
     );
 

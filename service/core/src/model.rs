@@ -309,3 +309,11 @@ pub struct WorkgroupInfo {
     /// `hasQueue && queueType == ACD && isAcdEmailRoutingActive`.
     pub acd_email: bool,
 }
+
+/// A monitored Salesforce queue and its CIC workgroup (`Interaction_Routing_Queue__c`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueMapping {
+    pub queue_id: String,
+    pub queue_name: String,
+    pub workgroup: String,
+}

@@ -55,11 +55,10 @@ impl ProxyPolicy {
             return (value != "direct").then(|| value.to_owned());
         }
         let url = Url::parse(target).ok();
-        if let (Some(url), Some(list)) = (&url, set(&self.no_proxy)) {
-            if no_proxy_matches(list, url) {
+        if let (Some(url), Some(list)) = (&url, set(&self.no_proxy))
+            && no_proxy_matches(list, url) {
                 return None;
             }
-        }
         match url.as_ref().map(Url::scheme) {
             Some("http") => set(&self.http_proxy).map(str::to_owned),
             _ => set(&self.https_proxy)
@@ -147,19 +146,16 @@ fn entry_matches(entry: &str, host: &Host<&str>, port: Option<u16>) -> bool {
 
 /// Splits `host:port`, `[v6]:port`, `[v6]`, a bare IPv6 address, or `host`.
 fn split_port(entry: &str) -> (&str, Option<u16>) {
-    if let Some(rest) = entry.strip_prefix('[') {
-        if let Some((ip, after)) = rest.split_once(']') {
+    if let Some(rest) = entry.strip_prefix('[')
+        && let Some((ip, after)) = rest.split_once(']') {
             let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
             return (ip, port);
         }
-    }
-    if entry.matches(':').count() == 1 {
-        if let Some((host, port)) = entry.split_once(':') {
-            if let Ok(port) = port.parse() {
+    if entry.matches(':').count() == 1
+        && let Some((host, port)) = entry.split_once(':')
+            && let Ok(port) = port.parse() {
                 return (host, Some(port));
             }
-        }
-    }
     (entry, None)
 }
 

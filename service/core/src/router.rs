@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::model::*;
 use crate::rules;
@@ -88,14 +88,6 @@ impl Default for Settings {
     }
 }
 
-/// A monitored Salesforce queue and its CIC workgroup (`Interaction_Routing_Queue__c`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueMapping {
-    pub queue_id: String,
-    pub queue_name: String,
-    pub workgroup: String,
-}
-
 /// Where rows came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Source {
@@ -107,7 +99,7 @@ pub enum Source {
     Sweep,
 }
 
-pub use crate::model::WriteResult;
+pub use crate::model::{QueueMapping, WriteResult};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DisconnectResult {
@@ -543,13 +535,12 @@ impl Router {
             Input::Cases { requested, found } => self.on_cases(requested, found, &mut out),
             Input::CasesFailed { requested, .. } => {
                 for id in requested {
-                    if let Some(c) = self.cases.get_mut(&id) {
-                        if c.snap == Snap::Requested {
+                    if let Some(c) = self.cases.get_mut(&id)
+                        && c.snap == Snap::Requested {
                             c.snap = Snap::Failed {
                                 retry_at: now + self.settings.retry_backoff,
                             };
                         }
-                    }
                 }
             }
             Input::Mappings { mappings, as_of } => {
@@ -626,8 +617,8 @@ impl Router {
             Input::RaiseFailed { entry_id, error } => {
                 // The notification did not reach the handler (CIC down, a switchover, a
                 // transport error): a transient failure, tried again without counting.
-                if let Some(r) = self.rows.get_mut(&entry_id) {
-                    if matches!(r.stage, Stage::Raised { .. }) {
+                if let Some(r) = self.rows.get_mut(&entry_id)
+                    && matches!(r.stage, Stage::Raised { .. }) {
                         r.write_failures += 1;
                         let wait = write_backoff(&self.settings, r.write_failures);
                         out.notify(Notice::Retrying {
@@ -637,7 +628,6 @@ impl Router {
                         });
                         r.stage = Stage::RaiseWait { until: now + wait };
                     }
-                }
             }
             Input::Written(results) => self.on_written(now, results, &mut out),
             Input::DisconnectDone {
@@ -797,14 +787,13 @@ impl Router {
         let entry = li.entry_id.clone();
         let id = li.id.clone();
         self.live.insert(li.id.clone(), li);
-        if let Some(entry) = entry {
-            if matches!(
+        if let Some(entry) = entry
+            && matches!(
                 self.rows.get(&entry).map(|r| &r.stage),
                 Some(Stage::Raised { .. })
             ) {
                 self.complete_route(now, &entry, id, None, out);
             }
-        }
     }
 
     fn on_route_result(
@@ -1085,11 +1074,10 @@ impl Router {
             out.writes.extend(rewrites);
         }
         for case in self.cases.values_mut() {
-            if let Snap::Failed { retry_at } = case.snap {
-                if retry_at <= now {
+            if let Snap::Failed { retry_at } = case.snap
+                && retry_at <= now {
                     case.snap = Snap::Stale;
                 }
-            }
         }
         let memory = self.settings.finished_memory;
         self.finished.retain(|_, t| now - *t < memory);
@@ -1256,11 +1244,10 @@ impl Router {
         }
         if let Some(id) = plan.disconnect {
             self.start_disconnect_row(now, case_id, &id, out);
-        } else if let Some(id) = plan.route {
-            if self.in_flight < self.settings.max_in_flight {
+        } else if let Some(id) = plan.route
+            && self.in_flight < self.settings.max_in_flight {
                 self.start_route_row(now, case_id, &id, out);
             }
-        }
     }
 
     fn start_disconnect_row(
@@ -1345,15 +1332,14 @@ impl Router {
             // The trigger judged the case's queue monitored, and fresh mappings say it is not:
             // the mapping was removed meanwhile, or the two disagree. Worth an operator's look.
             let queue = self.rows.get(id).and_then(|r| r.row.queue_id.clone());
-            if let (Some(s), Some(q)) = (&snap, queue) {
-                if q == s.owner_id && !self.monitored.contains_key(&q) {
+            if let (Some(s), Some(q)) = (&snap, queue)
+                && q == s.owner_id && !self.monitored.contains_key(&q) {
                     out.notify(Notice::ConfigDrift {
                         message: format!(
                             "row {id} names queue {q} as monitored, but no Interaction Routing Queue maps it (mapping removed, or its queue name no longer matches)"
                         ),
                     });
                 }
-            }
             self.close(now, id, None, note.to_owned(), out);
             return;
         }
@@ -1504,9 +1490,9 @@ impl Router {
             return Some("the case was answered".to_owned());
         }
         // A newer route row made another interaction the case's own, and that one is live.
-        if let Some(r) = &s.last_route_row {
-            if let Some(own) = &r.interaction_id {
-                if r.status == RowStatus::Processed
+        if let Some(r) = &s.last_route_row
+            && let Some(own) = &r.interaction_id
+                && r.status == RowStatus::Processed
                     && *own != li.id
                     && li.entry_id.as_ref() != Some(&r.id)
                     && self.live.contains_key(own)
@@ -1515,8 +1501,6 @@ impl Router {
                         "the case's interaction is {own}, routed by a newer row"
                     ));
                 }
-            }
-        }
         None
     }
 
@@ -1817,14 +1801,13 @@ impl Router {
             return;
         };
         let route = r.event.is_some_and(RowEvent::is_route);
-        if let Some(case) = self.cases.get_mut(&case_id) {
-            if case.active.as_ref() == Some(id) {
+        if let Some(case) = self.cases.get_mut(&case_id)
+            && case.active.as_ref() == Some(id) {
                 case.active = None;
                 if route {
                     self.in_flight = self.in_flight.saturating_sub(1);
                 }
             }
-        }
     }
 
     fn release_to_pending(&mut self, id: &RowId) {
@@ -1841,15 +1824,14 @@ impl Router {
 
     fn forget(&mut self, now: DateTime<Utc>, id: &RowId) {
         self.deactivate(id);
-        if let Some(r) = self.rows.remove(id) {
-            if let Some(case) = r.row.case_id.as_ref().and_then(|c| self.cases.get_mut(c)) {
+        if let Some(r) = self.rows.remove(id)
+            && let Some(case) = r.row.case_id.as_ref().and_then(|c| self.cases.get_mut(c)) {
                 case.pending.remove(&r.order_key());
                 // A recovery waiting for this case to be idle: read it again now.
                 if case.recover && case.active.is_none() && case.pending.is_empty() {
                     case.snap = Snap::Stale;
                 }
             }
-        }
         self.finished.insert(id.clone(), now);
     }
 }

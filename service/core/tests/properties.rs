@@ -147,8 +147,8 @@ impl Story {
                 }
             }
             Op::Reply(i) | Op::Close(i) => {
-                if let Some(c) = self.pick(i) {
-                    if let Some((wg, _)) = self.last_row.get(&c).cloned() {
+                if let Some(c) = self.pick(i)
+                    && let Some((wg, _)) = self.last_row.get(&c).cloned() {
                         if matches!(op, Op::Close(_)) {
                             if self.w.cases[&c].is_closed {
                                 return;
@@ -159,7 +159,6 @@ impl Story {
                             self.write(&c, "AgentReply", &wg);
                         }
                     }
-                }
             }
             Op::DropPushes(on) => self.drop_pushes = on,
             Op::Switchover { recovery } => self.w.switchover(recovery),

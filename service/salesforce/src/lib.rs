@@ -22,8 +22,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sors_core::model::{
-    CaseId, CaseSnapshot, InteractionId, NewRoutingRow, RoutingRow, RowEvent, RowId, RowStatus,
-    RowSummary, RowUpdate, WriteResult,
+    CaseId, CaseSnapshot, InteractionId, NewRoutingRow, QueueMapping, RoutingRow, RowEvent, RowId,
+    RowStatus, RowSummary, RowUpdate, WriteResult,
 };
 use tracing::{info, warn};
 
@@ -43,12 +43,19 @@ use stats::StatsCell;
 /// Ids per `WHERE Id IN (…)` query (keeps the SOQL well under its length limit).
 const IDS_PER_QUERY: usize = 200;
 
-/// One row of the mapping object: a monitored Salesforce queue and its CIC workgroup.
+/// The mapping object as read: the mappings whose queue exists, and those that name none.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Mappings {
+    /// Mappings with their queue id: `Queue_Id__c`, or, when blank, the id of the queue whose
+    /// name equals the mapping's queue name (case-sensitive).
+    pub resolved: Vec<QueueMapping>,
+    /// Mappings whose queue id is blank and whose queue name matches no queue.
+    pub unresolved: Vec<UnresolvedMapping>,
+}
+
+/// A mapping row that points at no Salesforce queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueueMapping {
-    /// `Queue_Id__c`, or, when blank, the id of the queue whose name equals `queue_name`
-    /// (case-sensitive). `None` when neither exists: the mapping points at no queue.
-    pub queue_id: Option<String>,
+pub struct UnresolvedMapping {
     pub queue_name: String,
     pub workgroup: String,
 }
@@ -169,11 +176,12 @@ impl Salesforce {
         Ok(out)
     }
 
-    /// `New` rows created before `before` (the periodic sweep), oldest first.
-    pub async fn new_rows_older_than(&self, before: DateTime<Utc>) -> Result<Vec<RoutingRow>> {
+    /// The sweep's rows: `New` and `Processing` rows created before `before`, oldest first.
+    /// `New` ones no push announced; `Processing` ones whose final write was lost.
+    pub async fn pending_rows_older_than(&self, before: DateTime<Utc>) -> Result<Vec<RoutingRow>> {
         let cond = format!(
-            "{} = 'New' AND CreatedDate < {}",
-            self.inner.names.row_status,
+            "{} AND CreatedDate < {}",
+            self.pending_condition(),
             records::format_datetime(&before)
         );
         self.rows_where(&cond).await
@@ -333,8 +341,9 @@ impl Salesforce {
             .collect())
     }
 
-    /// The mapping object's rows. A blank `Queue_Id__c` is resolved by queue name.
-    pub async fn queue_mappings(&self) -> Result<Vec<QueueMapping>> {
+    /// The mapping object's rows, in queue-name order. A blank `Queue_Id__c` is resolved by
+    /// queue name; a mapping naming no queue is returned apart (and logged).
+    pub async fn queue_mappings(&self) -> Result<Mappings> {
         let n = &self.inner.names;
         let soql = format!(
             "SELECT Id, {}, {}, {} FROM {} ORDER BY {}",
@@ -352,24 +361,42 @@ impl Salesforce {
                 .unwrap_or_default()
                 .to_owned()
         };
-        let mut out: Vec<QueueMapping> = recs
+        let rows: Vec<(String, String, String)> = recs
             .iter()
-            .map(|r| QueueMapping {
-                queue_id: Some(field(r, &n.mapping_queue_id)).filter(|s| !s.is_empty()),
-                queue_name: field(r, &n.mapping_queue_name),
-                workgroup: field(r, &n.mapping_workgroup),
+            .map(|r| {
+                (
+                    field(r, &n.mapping_queue_id),
+                    field(r, &n.mapping_queue_name),
+                    field(r, &n.mapping_workgroup),
+                )
             })
             .collect();
-        if out.iter().any(|m| m.queue_id.is_none()) {
-            let queues = self.queues().await?;
-            for m in out.iter_mut().filter(|m| m.queue_id.is_none()) {
-                m.queue_id = queues
+        let queues = if rows.iter().any(|(id, _, _)| id.is_empty()) {
+            self.queues().await?
+        } else {
+            Vec::new()
+        };
+        let mut out = Mappings::default();
+        for (queue_id, queue_name, workgroup) in rows {
+            let queue_id = Some(queue_id).filter(|s| !s.is_empty()).or_else(|| {
+                queues
                     .iter()
-                    .find(|(_, name)| *name == m.queue_name)
-                    .map(|(id, _)| id.clone());
-                if m.queue_id.is_none() {
-                    warn!(event = "salesforce.mapping.unknown_queue", queue = %m.queue_name,
-                          workgroup = %m.workgroup, "Mapped queue does not exist in Salesforce");
+                    .find(|(_, name)| *name == queue_name)
+                    .map(|(id, _)| id.clone())
+            });
+            match queue_id {
+                Some(queue_id) => out.resolved.push(QueueMapping {
+                    queue_id,
+                    queue_name,
+                    workgroup,
+                }),
+                None => {
+                    warn!(event = "salesforce.mapping.unknown_queue", queue = %queue_name,
+                          workgroup = %workgroup, "Mapped queue does not exist in Salesforce");
+                    out.unresolved.push(UnresolvedMapping {
+                        queue_name,
+                        workgroup,
+                    });
                 }
             }
         }

@@ -506,11 +506,12 @@ async fn queue_mappings_resolve_blank_queue_ids_by_name() {
         .mount(&s)
         .await;
     let maps = client(&s.uri()).queue_mappings().await.expect("mappings");
-    let got: Vec<(Option<&str>, &str, &str)> = maps
+    let got: Vec<(&str, &str, &str)> = maps
+        .resolved
         .iter()
         .map(|m| {
             (
-                m.queue_id.as_deref(),
+                m.queue_id.as_str(),
                 m.queue_name.as_str(),
                 m.workgroup.as_str(),
             )
@@ -519,11 +520,16 @@ async fn queue_mappings_resolve_blank_queue_ids_by_name() {
     assert_eq!(
         got,
         [
-            (Some("00GB"), "Billing", "WG Billing"),
-            (Some("00GS"), "Support", "WG Support"),
-            (None, "Gone", "WG Gone"),
+            ("00GB", "Billing", "WG Billing"),
+            ("00GS", "Support", "WG Support"),
         ]
     );
+    let unresolved: Vec<(&str, &str)> = maps
+        .unresolved
+        .iter()
+        .map(|m| (m.queue_name.as_str(), m.workgroup.as_str()))
+        .collect();
+    assert_eq!(unresolved, [("Gone", "WG Gone")]);
 }
 
 #[tokio::test]
@@ -596,7 +602,7 @@ async fn rows_by_ids_and_sweep_queries() {
         .with_ymd_and_hms(2024, 1, 2, 3, 4, 5)
         .single()
         .expect("date");
-    sf.new_rows_older_than(before).await.expect("sweep");
+    sf.pending_rows_older_than(before).await.expect("sweep");
     sf.rows_of_cases(&[CaseId::from("500A")])
         .await
         .expect("rows of cases");
@@ -615,7 +621,7 @@ async fn rows_by_ids_and_sweep_queries() {
     assert_eq!(qs.len(), 5, "3 id chunks, sweep, rows of cases");
     assert!(qs[0].contains("WHERE Id IN ('a0000', ") && qs[0].contains("'a0199')"));
     assert!(qs[2].contains("'a0449')"));
-    assert!(qs[3].ends_with("WHERE Status__c = 'New' AND CreatedDate < 2024-01-02T03:04:05.000Z ORDER BY CreatedDate, Id"), "{}", qs[3]);
+    assert!(qs[3].ends_with("WHERE Status__c IN ('New', 'Processing') AND CreatedDate < 2024-01-02T03:04:05.000Z ORDER BY CreatedDate, Id"), "{}", qs[3]);
     assert!(qs[4].ends_with("WHERE Case__c IN ('500A') AND Status__c IN ('New', 'Processing') ORDER BY CreatedDate, Id"), "{}", qs[4]);
 }
 

@@ -35,35 +35,38 @@ pub async fn check(dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut workgroups_needed = BTreeSet::new();
     match wiring::salesforce_config(&cfg, &creds).and_then(|(l, n)| Ok(Salesforce::new(l, n)?)) {
         Err(e) => problems.push(format!("Salesforce: {e}")),
-        Ok(sf) => match sf.login().await {
-            Err(e) => problems.push(format!("Salesforce login failed: {e}")),
-            Ok(s) => {
-                say!(
-                    "ok    Salesforce login (org {}, {})",
-                    s.org_id,
-                    s.instance_url
-                );
-                match sf.queue_mappings().await {
+        Ok(sf) => {
+            match sf.login().await {
+                Err(e) => problems.push(format!("Salesforce login failed: {e}")),
+                Ok(s) => {
+                    say!(
+                        "ok    Salesforce login (org {}, {})",
+                        s.org_id,
+                        s.instance_url
+                    );
+                    match sf.queue_mappings().await {
                     Err(e) => problems.push(format!("cannot read the queue mappings: {e}")),
-                    Ok(maps) if maps.is_empty() => problems.push(
+                    Ok(maps) if maps.resolved.is_empty() && maps.unresolved.is_empty() => problems.push(
                         "no Interaction Routing Queues rows: no Salesforce queue is monitored"
                             .into(),
                     ),
                     Ok(maps) => {
-                        for m in maps {
-                            workgroups_needed.insert(m.workgroup.clone());
-                            match m.queue_id {
-                                Some(_) => say!("ok    queue '{}' → workgroup '{}'", m.queue_name, m.workgroup),
-                                None => problems.push(format!(
-                                    "mapping names the Salesforce queue '{}', which does not exist (names are case-sensitive)",
-                                    m.queue_name
-                                )),
-                            }
+                        for m in maps.resolved {
+                            say!("ok    queue '{}' → workgroup '{}'", m.queue_name, m.workgroup);
+                            workgroups_needed.insert(m.workgroup);
+                        }
+                        for m in maps.unresolved {
+                            workgroups_needed.insert(m.workgroup);
+                            problems.push(format!(
+                                "mapping names the Salesforce queue '{}', which does not exist (names are case-sensitive)",
+                                m.queue_name
+                            ));
                         }
                     }
                 }
+                }
             }
-        },
+        }
     }
 
     // CIC: connect, workgroups and skills.

@@ -12,7 +12,8 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 /// Limits of the status port.
@@ -39,18 +40,13 @@ impl Default for Limits {
 /// How long a connection asked to close may still finish its request.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// Serves `app` on `listener` until `stop` turns true.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    limits: Limits,
-    mut stop: watch::Receiver<bool>,
-) {
+/// Serves `app` on `listener` until `stop` is cancelled.
+pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stop: CancellationToken) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.cancelled() => return,
         };
         let (stream, peer) = match accepted {
             Ok(x) => x,
@@ -80,7 +76,7 @@ async fn serve_connection(
     peer: SocketAddr,
     service: TowerToHyperService<Router>,
     limits: Limits,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let mut builder = http1::Builder::new();
     builder
@@ -99,7 +95,7 @@ async fn serve_connection(
             return;
         }
         _ = &mut end => {}
-        _ = stop.wait_for(|s| *s) => {}
+        _ = stop.cancelled() => {}
     }
     conn.as_mut().graceful_shutdown();
     let _ = tokio::time::timeout(CLOSE_GRACE, conn).await;
@@ -112,11 +108,12 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 
-    async fn start(limits: Limits) -> (SocketAddr, watch::Sender<bool>) {
+    async fn start(limits: Limits) -> (SocketAddr, CancellationToken) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let app = Router::new().route("/heartbeat", get(|| async { "ok" }));
-        let (tx, rx) = watch::channel(false);
+        let tx = CancellationToken::new();
+        let rx = tx.clone();
         tokio::spawn(serve(listener, app, limits, rx));
         (addr, tx)
     }

@@ -1,29 +1,36 @@
 //! The runtime: wires the Salesforce and ICWS clients to the routing core.
 //!
-//! One task owns the [`Router`] and is the only place that changes it. It feeds the router what
-//! the clients report, and carries out the effects the router returns as small tasks whose
-//! results come back as inputs. Pushes and row writes are batched over a short window, so a
-//! burst costs a few API calls. Nothing is stored locally: after a restart, the start-up scan
-//! and the CIC queue snapshots rebuild everything (routing.md §1).
+//! One owner, one loop: [`Runtime`] holds the [`Router`], the two clients, the status and every
+//! task it starts, and [`Runtime::run`] is the only place that changes any of them. It feeds the
+//! router what the clients report and carries out the effects the router returns as small tasks
+//! whose results come back to the loop as [`Done`] messages. Pushes and row writes go through
+//! one kind of [`Batcher`], so a burst costs a few API calls. Nothing is stored locally: after a
+//! restart, the start-up scan and the CIC queue snapshots rebuild everything (routing.md §1).
+//!
+//! Invariants: the runtime knows no wire format (the clients return domain types and classified
+//! outcomes); only the loop touches the router; a dropped runtime (a kill) takes every task it
+//! started with it.
 
+use std::fmt::Display;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use sors_core::backoff::{Backoff, Retry};
 use sors_core::model::*;
-use sors_core::router::{
-    DisconnectResult, Effect, Input, Notice, QueueMapping, Router, Settings, Source, WriteResult,
-};
+use sors_core::router::{DisconnectResult, Effect, Input, Notice, Router, Settings, Source};
 use sors_icws::{DisconnectOutcome, Icws, IcwsEvent};
 use sors_salesforce::{PushTopicOutcome, Salesforce, StreamEvent};
 use tokio::sync::{mpsc, watch};
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::status::{AlertKind, Shared, Streaming};
 
-/// Timing of the runtime (config `[routing]`).
+/// Timing of the runtime (config `[routing]`; the defaults are `sors_tenant`'s).
 #[derive(Clone, Debug)]
 pub struct Options {
     pub settings: Settings,
@@ -36,33 +43,37 @@ pub struct Options {
     pub tick: Duration,
 }
 
+/// The defaults of a tenant whose config sets nothing (`sors_tenant::Config::default()`).
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            settings: Settings::default(),
-            sweep_interval: Duration::from_secs(60),
-            sweep_grace: Duration::from_secs(120),
-            batch_window: Duration::from_millis(50),
-            tick: Duration::from_secs(1),
-        }
+        crate::wiring::options(&sors_tenant::Config::default())
     }
 }
 
-/// Rows per sObject Collections call.
-const WRITE_BATCH: usize = 200;
+/// Rows per sObject Collections call, and pushed ids per fetch.
+const BATCH_MAX: usize = 200;
+/// How long a graceful stop waits for pending row writes.
+const WRITE_DRAIN: Duration = Duration::from_secs(10);
+/// Salesforce login at start-up.
+const LOGIN_BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+/// CIC workgroups and skills after a (re)connect.
+const CIC_CONFIG_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+/// Setting the watched workgroup queues.
+const WATCH_BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(10));
 
-/// Runs until `shutdown` turns true. In-flight rows that have not finished stay `Processing` in
-/// Salesforce; the next start finishes them.
+/// Runs until `shutdown` is cancelled. In-flight rows that have not finished stay `Processing`
+/// in Salesforce; the next start finishes them.
 pub async fn run(
     opts: Options,
     sf: Salesforce,
     icws: Icws,
-    mut icws_events: mpsc::Receiver<IcwsEvent>,
+    icws_events: mpsc::Receiver<IcwsEvent>,
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     // Salesforce first: without it there is nothing to route.
-    let mut delay = Duration::from_secs(1);
+    let mut retry = Retry::new(LOGIN_BACKOFF);
     loop {
         match sf.login().await {
             Ok(s) => {
@@ -71,151 +82,266 @@ pub async fn run(
             }
             Err(e) => {
                 shared.salesforce_login_failed(&e.to_string());
-                if wait_or_stop(&mut shutdown, delay).await {
+                let delay = retry.failed_exact();
+                if shutdown
+                    .run_until_cancelled(tokio::time::sleep(delay))
+                    .await
+                    .is_none()
+                {
                     icws.shutdown().await;
                     return;
                 }
-                delay = (delay * 2).min(Duration::from_secs(60));
             }
         }
     }
     ensure_push_topic(&sf, &shared).await;
+    Runtime::new(opts, sf, icws, shared)
+        .run(icws_events, shutdown)
+        .await;
+}
 
-    let (tx, mut rx) = mpsc::unbounded_channel::<Input>();
-    let (stream, mut stream_rx) = sf.stream(-1);
-    let writer = Writer::spawn(sf.clone(), tx.clone(), opts.batch_window, shared.clone());
-    let (watch_tx, watch_rx) = watch::channel(Vec::<String>::new());
-    let watcher = AbortOnDrop(
-        tokio::spawn(watch_workgroups(icws.clone(), watch_rx, shared.clone())).abort_handle(),
-    );
-    // Every task started for an effect lives in this set: if the runtime is dropped (a kill),
-    // they all stop with it.
-    let mut tasks: JoinSet<()> = JoinSet::new();
-    spawn_mappings(&mut tasks, &sf, &tx, &shared);
+/// What a task started by the loop reports back.
+enum Done {
+    /// An input for the router.
+    Input(Input),
+    /// The writer's call ended; its results are an input for the router.
+    Written(Vec<(RowId, WriteResult)>),
+}
 
-    let mut rt = Loop {
-        router: Router::new(opts.settings.clone()),
-        sf: sf.clone(),
-        icws: icws.clone(),
-        tx: tx.clone(),
-        writer: writer.tx.clone(),
-        watch_tx,
-        shared: shared.clone(),
-        scanned: false,
-        tasks,
-    };
-    let mut tick = tokio::time::interval(opts.tick);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut sweep =
-        tokio::time::interval_at(Instant::now() + opts.sweep_interval, opts.sweep_interval);
-    sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut pushes: Vec<RowId> = Vec::new();
-    let mut push_flush: Option<Instant> = None;
+/// Items gathered until `max` are held or `window` has passed since the first one came.
+struct Batcher<T> {
+    items: Vec<T>,
+    due: Option<Instant>,
+    window: Duration,
+    max: usize,
+}
 
-    loop {
-        let flush_at = push_flush;
-        tokio::select! {
-            _ = shutdown.changed() => {
-                if *shutdown.borrow() {
-                    break;
+impl<T> Batcher<T> {
+    fn new(window: Duration, max: usize) -> Self {
+        Batcher {
+            items: Vec::new(),
+            due: None,
+            window,
+            max,
+        }
+    }
+
+    fn add(&mut self, now: Instant, items: impl IntoIterator<Item = T>) {
+        self.items.extend(items);
+        if self.due.is_none() && !self.items.is_empty() {
+            self.due = Some(now + self.window);
+        }
+    }
+
+    /// When the batch must go: at once when full, else when its window ends.
+    fn due(&self, now: Instant) -> Option<Instant> {
+        if self.items.len() >= self.max {
+            Some(now)
+        } else {
+            self.due
+        }
+    }
+
+    /// Takes up to `max` items; what is left over is due at once.
+    fn take(&mut self, now: Instant) -> Vec<T> {
+        let rest = if self.items.len() > self.max {
+            self.items.split_off(self.max)
+        } else {
+            Vec::new()
+        };
+        let batch = std::mem::replace(&mut self.items, rest);
+        self.due = (!self.items.is_empty()).then_some(now);
+        batch
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// The one owner of the router and of everything the loop starts.
+struct Runtime {
+    opts: Options,
+    router: Router,
+    sf: Salesforce,
+    icws: Icws,
+    shared: Arc<Shared>,
+    /// Where effect tasks report back.
+    done_tx: mpsc::UnboundedSender<Done>,
+    done_rx: mpsc::UnboundedReceiver<Done>,
+    /// The watched workgroups, for the watcher task.
+    watch_tx: watch::Sender<Vec<String>>,
+    pushes: Batcher<RowId>,
+    writes: Batcher<RowUpdate>,
+    /// The one row-write call in flight (writes go one call at a time, in order).
+    writer: JoinSet<()>,
+    /// Every other task started for an effect: dropped (a kill), they all stop.
+    tasks: JoinSet<()>,
+    scanned: bool,
+}
+
+impl Runtime {
+    fn new(opts: Options, sf: Salesforce, icws: Icws, shared: Arc<Shared>) -> Runtime {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (watch_tx, _) = watch::channel(Vec::new());
+        Runtime {
+            router: Router::new(opts.settings.clone()),
+            pushes: Batcher::new(opts.batch_window, BATCH_MAX),
+            writes: Batcher::new(opts.batch_window, BATCH_MAX),
+            opts,
+            sf,
+            icws,
+            shared,
+            done_tx,
+            done_rx,
+            watch_tx,
+            writer: JoinSet::new(),
+            tasks: JoinSet::new(),
+            scanned: false,
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut icws_events: mpsc::Receiver<IcwsEvent>,
+        shutdown: CancellationToken,
+    ) {
+        let (stream, mut stream_rx) = self.sf.stream(-1);
+        let _watcher = AbortOnDropHandle::new(tokio::spawn(watch_workgroups(
+            self.icws.clone(),
+            self.watch_tx.subscribe(),
+            self.shared.clone(),
+        )));
+        self.read_mappings();
+
+        let mut tick = tokio::time::interval(self.opts.tick);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let sweep_every = self.opts.sweep_interval;
+        let mut sweep = tokio::time::interval_at(Instant::now() + sweep_every, sweep_every);
+        sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
+
+        loop {
+            let now = Instant::now();
+            let push_due = self.pushes.due(now);
+            let write_due = self.writes.due(now).filter(|_| self.writer.is_empty());
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(ev) = stream_rx.recv() => self.on_stream(ev),
+                Some(ev) = icws_events.recv() => self.on_icws(ev),
+                Some(done) = self.done_rx.recv() => self.on_done(done),
+                Some(_) = self.writer.join_next() => {}
+                _ = tick.tick() => self.on_tick(),
+                _ = sweep.tick() => self.on_sweep(),
+                _ = sleep_until(push_due), if push_due.is_some() => {
+                    let ids = self.pushes.take(Instant::now());
+                    info!(event = "router.pushed", count = ids.len(), rows = %joined(&ids), "Pushed rows to fetch");
+                    self.feed(Input::Pushed(ids));
                 }
+                _ = sleep_until(write_due), if write_due.is_some() => self.start_write(),
             }
-            Some(ev) = stream_rx.recv() => match ev {
-                StreamEvent::Push { row_id, .. } => {
-                    shared.push_received();
-                    pushes.push(row_id);
-                    if pushes.len() >= WRITE_BATCH {
-                        rt.feed(Input::Pushed(std::mem::take(&mut pushes)));
-                        push_flush = None;
-                    } else if push_flush.is_none() {
-                        push_flush = Some(Instant::now() + opts.batch_window);
-                    }
+        }
+
+        info!(
+            event = "router.stopping",
+            "Stopping: rows in flight stay Processing for the next start"
+        );
+        self.tasks.abort_all();
+        self.drain_writes().await;
+        drop(_watcher);
+        stream.shutdown().await;
+        self.icws.shutdown().await;
+        info!(event = "router.stopped", "Stopped");
+    }
+
+    /// Writes what is queued (the call in flight first), for at most [`WRITE_DRAIN`].
+    async fn drain_writes(&mut self) {
+        let deadline = Instant::now() + WRITE_DRAIN;
+        loop {
+            if self.writer.is_empty() {
+                if self.writes.is_empty() {
+                    return;
                 }
-                StreamEvent::Subscribed { replay_from } => {
-                    shared.streaming(Streaming::Subscribed);
-                    info!(event = "router.streaming.subscribed", replay_from, "PushTopic subscription in place");
-                    if !rt.scanned {
-                        rt.scanned = true;
-                        spawn_scan(&mut rt.tasks, &sf, &tx, &shared, "start-up");
-                    }
-                }
-                StreamEvent::ResyncNeeded { reason } => {
-                    warn!(event = "router.resync", %reason, "Streaming may have missed events: scanning the routing table");
-                    shared.alert(AlertKind::Resync, format!("streaming resync: {reason}"));
-                    spawn_scan(&mut rt.tasks, &sf, &tx, &shared, "resync");
-                }
-                StreamEvent::Disconnected { reason } => {
-                    shared.streaming(Streaming::Reconnecting);
-                    warn!(event = "router.streaming.down", %reason, "PushTopic stream is down; reconnecting");
-                }
-            },
-            Some(ev) = icws_events.recv() => rt.on_icws(ev),
-            Some(input) = rx.recv() => rt.feed(input),
-            _ = tick.tick() => {
-                while rt.tasks.try_join_next().is_some() {}
-                rt.feed(Input::Tick);
-                let session = sf.session();
-                shared.salesforce_stats(
-                    &sf.stats(),
-                    session.as_ref().map(|s| (s.org_id.as_str(), s.instance_url.as_str())),
+                self.start_write();
+            }
+            if tokio::time::timeout_at(deadline, self.writer.join_next())
+                .await
+                .is_err()
+            {
+                warn!(
+                    event = "router.writer_timeout",
+                    "Pending row writes did not finish in time; those rows stay as they are"
                 );
-                let cic = icws.status();
-                shared.cic_client(cic.last_error.as_deref(), cic.auth_failing);
-            }
-            _ = sweep.tick() => {
-                spawn_sweep(&mut rt.tasks, &sf, &tx, &shared, opts.sweep_grace);
-                spawn_mappings(&mut rt.tasks, &sf, &tx, &shared);
-                let (sf2, tx2, shared2) = (sf.clone(), tx.clone(), shared.clone());
-                rt.tasks.spawn(async move {
-                    // A PushTopic that had to be re-created announced nothing meanwhile: scan
-                    // at once instead of waiting for the sweep's grace period.
-                    if ensure_push_topic(&sf2, &shared2).await {
-                        scan(&sf2, &tx2, &shared2, "PushTopic re-created").await;
-                    }
-                });
-            }
-            _ = async { tokio::time::sleep_until(flush_at.unwrap_or_else(Instant::now)).await }, if flush_at.is_some() => {
-                rt.feed(Input::Pushed(std::mem::take(&mut pushes)));
-                push_flush = None;
+                return;
             }
         }
     }
 
-    info!(
-        event = "router.stopping",
-        "Stopping: rows in flight stay Processing for the next start"
-    );
-    drop(rt);
-    drop(tx);
-    writer.finish().await;
-    drop(watcher);
-    stream.shutdown().await;
-    icws.shutdown().await;
-    info!(event = "router.stopped", "Stopped");
-}
-
-struct Loop {
-    router: Router,
-    sf: Salesforce,
-    icws: Icws,
-    tx: mpsc::UnboundedSender<Input>,
-    writer: mpsc::UnboundedSender<Vec<RowUpdate>>,
-    watch_tx: watch::Sender<Vec<String>>,
-    shared: Arc<Shared>,
-    scanned: bool,
-    tasks: JoinSet<()>,
-}
-
-/// Aborts a task when dropped (a killed runtime takes its helpers with it).
-struct AbortOnDrop(AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+    fn on_stream(&mut self, ev: StreamEvent) {
+        match ev {
+            StreamEvent::Push { row_id, .. } => {
+                self.shared.push_received();
+                self.pushes.add(Instant::now(), [row_id]);
+            }
+            StreamEvent::Subscribed { replay_from } => {
+                self.shared.streaming(Streaming::Subscribed);
+                info!(
+                    event = "router.streaming.subscribed",
+                    replay_from, "PushTopic subscription in place"
+                );
+                if !self.scanned {
+                    self.scanned = true;
+                    self.scan("start-up");
+                }
+            }
+            StreamEvent::ResyncNeeded { reason } => {
+                warn!(event = "router.resync", %reason, "Streaming may have missed events: scanning the routing table");
+                self.shared
+                    .alert(AlertKind::Resync, format!("streaming resync: {reason}"));
+                self.scan("resync");
+            }
+            StreamEvent::Disconnected { reason } => {
+                self.shared.streaming(Streaming::Reconnecting);
+                warn!(event = "router.streaming.down", %reason, "PushTopic stream is down; reconnecting");
+            }
+        }
     }
-}
 
-impl Loop {
+    fn on_done(&mut self, done: Done) {
+        match done {
+            Done::Input(input) => self.feed(input),
+            Done::Written(results) => self.feed(Input::Written(results)),
+        }
+    }
+
+    fn on_tick(&mut self) {
+        while self.tasks.try_join_next().is_some() {}
+        self.feed(Input::Tick);
+        let session = self.sf.session();
+        self.shared.salesforce_stats(
+            &self.sf.stats(),
+            session
+                .as_ref()
+                .map(|s| (s.org_id.as_str(), s.instance_url.as_str())),
+        );
+        let cic = self.icws.status();
+        self.shared
+            .cic_client(cic.last_error.as_deref(), cic.auth_failing);
+    }
+
+    /// The periodic safety net: missed rows, the mappings, the PushTopic.
+    fn on_sweep(&mut self) {
+        self.sweep();
+        self.read_mappings();
+        let (sf, shared, done) = (self.sf.clone(), self.shared.clone(), self.done_tx.clone());
+        self.tasks.spawn(async move {
+            // A PushTopic that had to be re-created announced nothing meanwhile: scan at once
+            // instead of waiting for the sweep's grace period.
+            if ensure_push_topic(&sf, &shared).await {
+                scan(&sf, &shared, &done, "PushTopic re-created").await;
+            }
+        });
+    }
+
     fn on_icws(&mut self, ev: IcwsEvent) {
         match ev {
             IcwsEvent::Connected {
@@ -225,34 +351,7 @@ impl Loop {
             } => {
                 self.shared.cic_connected(&server, backup);
                 self.feed(Input::IcwsUp);
-                let (icws, tx, shared) = (self.icws.clone(), self.tx.clone(), self.shared.clone());
-                self.tasks.spawn(async move {
-                    // Without workgroups and skills nothing can be validated: retry until read,
-                    // unless a newer session took over (it reads them itself).
-                    let mut delay = Duration::from_millis(500);
-                    loop {
-                        let as_of = Utc::now();
-                        match tokio::try_join!(icws.workgroups(), icws.skills()) {
-                            Ok((workgroups, skills)) => {
-                                let _ = tx.send(Input::CicConfig {
-                                    workgroups,
-                                    skills,
-                                    as_of,
-                                });
-                                return;
-                            }
-                            Err(e) => {
-                                error!(event = "router.cic_config_failed", error = %e, "Could not read CIC workgroups and skills; retrying");
-                                shared.cic_error(&e.to_string());
-                            }
-                        }
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(30));
-                        if icws.status().generation != generation {
-                            return;
-                        }
-                    }
-                });
+                self.read_cic_config_until_read(generation);
                 if generation > 1 {
                     self.shared.alert(
                         AlertKind::Switchover,
@@ -305,37 +404,53 @@ impl Loop {
         }
     }
 
+    /// Starts a task whose answer is an input for the router.
+    fn spawn_input<F>(&mut self, span: tracing::Span, task: F)
+    where
+        F: std::future::Future<Output = Option<Input>> + Send + 'static,
+    {
+        let done = self.done_tx.clone();
+        self.tasks.spawn(
+            async move {
+                if let Some(input) = task.await {
+                    let _ = done.send(Done::Input(input));
+                }
+            }
+            .instrument(span),
+        );
+    }
+
     fn execute(&mut self, effect: Effect) {
         match effect {
             Effect::FetchRows(ids) => {
-                let (sf, tx) = (self.sf.clone(), self.tx.clone());
-                self.tasks.spawn(async move {
-                    match sf.rows_by_ids(&ids).await {
+                let sf = self.sf.clone();
+                let span = info_span!("fetch_rows", count = ids.len());
+                self.spawn_input(span, async move {
+                    Some(match sf.rows_by_ids(&ids).await {
                         Ok(rows) => {
-                            let _ = tx.send(Input::Rows {
+                            info!(event = "router.rows_fetched", rows = %joined(rows.iter().map(|r| &r.id)), cases = %joined(rows.iter().filter_map(|r| r.case_id.as_ref())), "Read pushed rows");
+                            Input::Rows {
                                 source: Source::Push,
                                 rows,
-                            });
+                            }
                         }
                         // Fetched again after a back-off (the router schedules it).
                         Err(e) => {
-                            warn!(event = "router.fetch_failed", rows = ids.len(), error = %e, "Could not read pushed rows; trying again");
-                            let _ = tx.send(Input::FetchFailed {
+                            warn!(event = "router.fetch_failed", rows = %joined(&ids), error = %e, "Could not read pushed rows; trying again");
+                            Input::FetchFailed {
                                 ids,
                                 error: e.to_string(),
-                            });
+                            }
                         }
-                    }
+                    })
                 });
             }
-            Effect::ReadMappings => {
-                spawn_mappings(&mut self.tasks, &self.sf, &self.tx, &self.shared)
-            }
+            Effect::ReadMappings => self.read_mappings(),
             Effect::ReadCicConfig => {
-                let (icws, tx) = (self.icws.clone(), self.tx.clone());
-                self.tasks.spawn(async move {
+                let icws = self.icws.clone();
+                self.spawn_input(info_span!("read_cic_config"), async move {
                     let as_of = Utc::now();
-                    let input = match tokio::try_join!(icws.workgroups(), icws.skills()) {
+                    Some(match tokio::try_join!(icws.workgroups(), icws.skills()) {
                         Ok((workgroups, skills)) => Input::CicConfig {
                             workgroups,
                             skills,
@@ -347,8 +462,7 @@ impl Loop {
                                 error: e.to_string(),
                             }
                         }
-                    };
-                    let _ = tx.send(input);
+                    })
                 });
             }
             Effect::ReadForReconcile {
@@ -356,10 +470,11 @@ impl Loop {
                 since,
                 live_cases,
             } => {
-                let (sf, tx) = (self.sf.clone(), self.tx.clone());
-                self.tasks.spawn(async move {
+                let sf = self.sf.clone();
+                let span = info_span!("reconcile", live = live_cases.len());
+                self.spawn_input(span, async move {
                     let as_of = Utc::now();
-                    let input = match sf.reconcile_view(&queues, since, &live_cases).await {
+                    Some(match sf.reconcile_view(&queues, since, &live_cases).await {
                         Ok(found) => Input::Reconcile {
                             as_of,
                             live_cases,
@@ -371,89 +486,201 @@ impl Loop {
                                 error: e.to_string(),
                             }
                         }
-                    };
-                    let _ = tx.send(input);
+                    })
                 });
             }
             Effect::ReadCases(ids) => {
-                let (sf, tx) = (self.sf.clone(), self.tx.clone());
-                self.tasks.spawn(async move {
-                    let input = match sf.cases(&ids).await {
+                let sf = self.sf.clone();
+                let span = info_span!("read_cases", count = ids.len());
+                self.spawn_input(span, async move {
+                    Some(match sf.cases(&ids).await {
                         Ok(found) => Input::Cases {
                             requested: ids,
                             found,
                         },
                         Err(e) => {
-                            warn!(event = "router.cases_failed", cases = ids.len(), error = %e, "Could not read cases");
+                            warn!(event = "router.cases_failed", cases = %joined(&ids), error = %e, "Could not read cases");
                             Input::CasesFailed {
                                 requested: ids,
                                 error: e.to_string(),
                             }
                         }
-                    };
-                    let _ = tx.send(input);
+                    })
                 });
             }
-            Effect::WriteRows(updates) => {
-                let _ = self.writer.send(updates);
-            }
+            Effect::WriteRows(updates) => self.writes.add(Instant::now(), updates),
             Effect::Raise(req) => {
-                let (icws, tx) = (self.icws.clone(), self.tx.clone());
+                let icws = self.icws.clone();
                 // Every log line of this hop carries the row and the case.
                 let span = info_span!("raise", row = %req.entry_id, case = %req.case_id);
-                self.tasks.spawn(
-                    async move {
-                        if let Err(e) = icws.raise_route(&req).await {
+                self.spawn_input(span, async move {
+                    match icws.raise_route(&req).await {
+                        Ok(()) => {
+                            info!(event = "router.raised", "Raised the routing notification");
+                            None
+                        }
+                        Err(e) => {
                             warn!(event = "router.raise_failed", error = %e, "Raising the routing notification failed");
-                            let _ = tx.send(Input::RaiseFailed {
+                            Some(Input::RaiseFailed {
                                 entry_id: req.entry_id,
                                 error: e.to_string(),
-                            });
+                            })
                         }
                     }
-                    .instrument(span),
-                );
+                });
             }
             Effect::Disconnect {
                 interaction,
                 case_id,
             } => {
-                let (icws, tx) = (self.icws.clone(), self.tx.clone());
+                let icws = self.icws.clone();
                 let span = info_span!("disconnect", interaction = %interaction, case = %case_id);
-                self.tasks.spawn(async move {
+                self.spawn_input(span, async move {
                     let result = match icws.disconnect(&interaction).await {
                         Ok(DisconnectOutcome::Disconnected) => DisconnectResult::Disconnected,
                         Ok(DisconnectOutcome::AlreadyGone) => DisconnectResult::AlreadyGone,
                         Err(e) => {
-                            warn!(event = "router.disconnect_failed", interaction = %interaction, case = %case_id, error = %e, "Disconnect failed");
+                            warn!(event = "router.disconnect_failed", error = %e, "Disconnect failed");
                             DisconnectResult::Failed(e.to_string())
                         }
                     };
-                    let _ = tx.send(Input::DisconnectDone {
+                    Some(Input::DisconnectDone {
                         interaction,
                         result,
-                    });
-                }.instrument(span));
+                    })
+                });
             }
             Effect::InsertRow(row) => {
-                let (sf, tx) = (self.sf.clone(), self.tx.clone());
+                let sf = self.sf.clone();
                 let span = info_span!("insert_row", case = %row.case_id, row_event = %row.event);
-                self.tasks.spawn(
-                    async move {
-                        let result = sf.insert_row(&row).await.map_err(|e| e.to_string());
-                        let _ = tx.send(Input::RowInserted {
-                            case_id: row.case_id,
-                            result,
-                        });
-                    }
-                    .instrument(span),
-                );
+                self.spawn_input(span, async move {
+                    let result = sf.insert_row(&row).await.map_err(|e| e.to_string());
+                    Some(Input::RowInserted {
+                        case_id: row.case_id,
+                        result,
+                    })
+                });
             }
             Effect::Watch(workgroups) => {
                 let _ = self.watch_tx.send(workgroups);
             }
             Effect::Notify(n) => self.notice(n),
         }
+    }
+
+    /// Sends the next batch of row writes: one call at a time, so writes land in order.
+    fn start_write(&mut self) {
+        let batch = self.writes.take(Instant::now());
+        if batch.is_empty() {
+            return;
+        }
+        let (sf, shared, done) = (self.sf.clone(), self.shared.clone(), self.done_tx.clone());
+        let span = info_span!("write_rows", count = batch.len());
+        self.writer.spawn(
+            async move {
+                shared.write_call();
+                let written = sf.update_rows(&batch).await;
+                let retry = written.iter().find_map(|(_, r)| match r {
+                    WriteResult::Retry(e) => Some(e.clone()),
+                    _ => None,
+                });
+                match retry {
+                    Some(e) => {
+                        warn!(event = "router.write_failed", rows = %joined(batch.iter().map(|u| &u.id).collect::<Vec<_>>()), error = %e, "Salesforce did not take row writes; they are tried again");
+                        shared.writes_failing(&e);
+                    }
+                    None => shared.writes_ok(),
+                }
+                info!(event = "router.rows_written", rows = %joined(batch.iter().map(|u| format!("{}:{}", u.id, u.status))), "Wrote rows");
+                let _ = done.send(Done::Written(written));
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Reads the mapping object; the router gets the mappings whose queue exists.
+    fn read_mappings(&mut self) {
+        let (sf, shared) = (self.sf.clone(), self.shared.clone());
+        self.spawn_input(info_span!("read_mappings"), async move {
+            let as_of = Utc::now();
+            Some(match sf.queue_mappings().await {
+                Ok(maps) => {
+                    for m in &maps.unresolved {
+                        warn!(event = "router.mapping_unresolved", queue = %m.queue_name, "A mapping names a queue that does not exist");
+                    }
+                    shared.mappings(maps.resolved.len());
+                    Input::Mappings {
+                        mappings: maps.resolved,
+                        as_of,
+                    }
+                }
+                Err(e) => {
+                    error!(event = "router.mappings_failed", error = %e, "Could not read the queue mappings");
+                    shared.salesforce_error(&e.to_string());
+                    Input::MappingsFailed {
+                        error: e.to_string(),
+                    }
+                }
+            })
+        });
+    }
+
+    /// After a CIC (re)connect: workgroups and skills, retried until read, unless a newer
+    /// session took over (it reads them itself). Nothing can be validated without them.
+    fn read_cic_config_until_read(&mut self, generation: u64) {
+        let (icws, shared) = (self.icws.clone(), self.shared.clone());
+        self.spawn_input(info_span!("read_cic_config", generation), async move {
+            let mut retry = Retry::new(CIC_CONFIG_BACKOFF);
+            loop {
+                let as_of = Utc::now();
+                match tokio::try_join!(icws.workgroups(), icws.skills()) {
+                    Ok((workgroups, skills)) => {
+                        return Some(Input::CicConfig {
+                            workgroups,
+                            skills,
+                            as_of,
+                        });
+                    }
+                    Err(e) => {
+                        error!(event = "router.cic_config_failed", error = %e, "Could not read CIC workgroups and skills; retrying");
+                        shared.cic_error(&e.to_string());
+                    }
+                }
+                tokio::time::sleep(retry.failed_exact()).await;
+                if icws.status().generation != generation {
+                    return None;
+                }
+            }
+        });
+    }
+
+    fn scan(&mut self, why: &'static str) {
+        let (sf, shared, done) = (self.sf.clone(), self.shared.clone(), self.done_tx.clone());
+        self.tasks
+            .spawn(async move { scan(&sf, &shared, &done, why).await });
+    }
+
+    /// `New` and `Processing` rows older than the grace period: `New` ones no push announced,
+    /// and `Processing` ones whose final write was lost.
+    fn sweep(&mut self) {
+        let (sf, shared) = (self.sf.clone(), self.shared.clone());
+        let grace = chrono::TimeDelta::from_std(self.opts.sweep_grace).unwrap_or_default();
+        self.spawn_input(info_span!("sweep"), async move {
+            match sf.pending_rows_older_than(Utc::now() - grace).await {
+                Ok(rows) => {
+                    shared.swept();
+                    Some(Input::Rows {
+                        source: Source::Sweep,
+                        rows,
+                    })
+                }
+                Err(e) => {
+                    error!(event = "router.sweep_failed", error = %e, "Sweep failed");
+                    shared.salesforce_error(&e.to_string());
+                    None
+                }
+            }
+        });
     }
 
     fn notice(&self, n: Notice) {
@@ -560,14 +787,20 @@ impl Loop {
     }
 }
 
-async fn wait_or_stop(shutdown: &mut watch::Receiver<bool>, delay: Duration) -> bool {
-    if *shutdown.borrow() {
-        return true;
+async fn sleep_until(at: Option<Instant>) {
+    tokio::time::sleep_until(at.unwrap_or_else(Instant::now)).await
+}
+
+/// Ids joined by spaces, for one log field a grep finds every row in.
+fn joined<T: Display>(items: impl IntoIterator<Item = T>) -> String {
+    let mut out = String::new();
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(&item.to_string());
     }
-    tokio::select! {
-        _ = tokio::time::sleep(delay) => false,
-        r = shutdown.changed() => r.is_err() || *shutdown.borrow(),
-    }
+    out
 }
 
 /// Makes sure the PushTopic exists as configured; true when it had to be created or repaired.
@@ -605,61 +838,8 @@ async fn ensure_push_topic(sf: &Salesforce, shared: &Shared) -> bool {
     }
 }
 
-fn spawn_mappings(
-    tasks: &mut JoinSet<()>,
-    sf: &Salesforce,
-    tx: &mpsc::UnboundedSender<Input>,
-    shared: &Arc<Shared>,
-) {
-    let (sf, tx, shared) = (sf.clone(), tx.clone(), shared.clone());
-    tasks.spawn(async move {
-        let as_of = Utc::now();
-        match sf.queue_mappings().await {
-            Ok(maps) => {
-                let maps: Vec<QueueMapping> = maps
-                    .into_iter()
-                    .filter_map(|m| {
-                        let Some(queue_id) = m.queue_id else {
-                            warn!(event = "router.mapping_unresolved", queue = %m.queue_name, "A mapping names a queue that does not exist");
-                            return None;
-                        };
-                        Some(QueueMapping {
-                            queue_id,
-                            queue_name: m.queue_name,
-                            workgroup: m.workgroup,
-                        })
-                    })
-                    .collect();
-                shared.mappings(maps.len());
-                let _ = tx.send(Input::Mappings {
-                    mappings: maps,
-                    as_of,
-                });
-            }
-            Err(e) => {
-                error!(event = "router.mappings_failed", error = %e, "Could not read the queue mappings");
-                shared.salesforce_error(&e.to_string());
-                let _ = tx.send(Input::MappingsFailed {
-                    error: e.to_string(),
-                });
-            }
-        }
-    });
-}
-
-fn spawn_scan(
-    tasks: &mut JoinSet<()>,
-    sf: &Salesforce,
-    tx: &mpsc::UnboundedSender<Input>,
-    shared: &Arc<Shared>,
-    why: &'static str,
-) {
-    let (sf, tx, shared) = (sf.clone(), tx.clone(), shared.clone());
-    tasks.spawn(async move { scan(&sf, &tx, &shared, why).await });
-}
-
 /// Reads every `New` and `Processing` row and hands them to the router.
-async fn scan(sf: &Salesforce, tx: &mpsc::UnboundedSender<Input>, shared: &Shared, why: &str) {
+async fn scan(sf: &Salesforce, shared: &Shared, done: &mpsc::UnboundedSender<Done>, why: &str) {
     match sf.pending_rows().await {
         Ok(rows) => {
             info!(
@@ -669,10 +849,10 @@ async fn scan(sf: &Salesforce, tx: &mpsc::UnboundedSender<Input>, shared: &Share
                 "Scanned the routing table"
             );
             shared.salesforce_ok();
-            let _ = tx.send(Input::Rows {
+            let _ = done.send(Done::Input(Input::Rows {
                 source: Source::Scan,
                 rows,
-            });
+            }));
         }
         Err(e) => {
             error!(event = "router.scan_failed", why, error = %e, "Could not scan the routing table; the sweep will retry");
@@ -681,41 +861,11 @@ async fn scan(sf: &Salesforce, tx: &mpsc::UnboundedSender<Input>, shared: &Share
     }
 }
 
-fn spawn_sweep(
-    tasks: &mut JoinSet<()>,
-    sf: &Salesforce,
-    tx: &mpsc::UnboundedSender<Input>,
-    shared: &Arc<Shared>,
-    grace: Duration,
-) {
-    let (sf, tx, shared) = (sf.clone(), tx.clone(), shared.clone());
-    tasks.spawn(async move {
-        let before = Utc::now() - chrono::TimeDelta::from_std(grace).unwrap_or_default();
-        // New and Processing rows older than the grace period: New ones no push announced, and
-        // Processing ones whose final write was lost.
-        match sf.pending_rows().await {
-            Ok(rows) => {
-                let rows: Vec<RoutingRow> = rows
-                    .into_iter()
-                    .filter(|r| r.created_date < before)
-                    .collect();
-                let _ = tx.send(Input::Rows {
-                    source: Source::Sweep,
-                    rows,
-                });
-                shared.swept();
-            }
-            Err(e) => {
-                error!(event = "router.sweep_failed", error = %e, "Sweep failed");
-                shared.salesforce_error(&e.to_string());
-            }
-        }
-    });
-}
-
+/// Keeps the CIC queue watches equal to what the router last asked for.
 async fn watch_workgroups(icws: Icws, mut rx: watch::Receiver<Vec<String>>, shared: Arc<Shared>) {
     while rx.changed().await.is_ok() {
         let set = rx.borrow_and_update().clone();
+        let mut retry = Retry::new(WATCH_BACKOFF);
         loop {
             match icws.set_watched_workgroups(set.clone()).await {
                 Ok(()) => {
@@ -724,7 +874,7 @@ async fn watch_workgroups(icws: Icws, mut rx: watch::Receiver<Vec<String>>, shar
                 }
                 Err(e) => {
                     warn!(event = "router.watch_failed", error = %e, "Could not watch the workgroup queues; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::time::sleep(retry.failed_exact()).await;
                     if rx.has_changed().unwrap_or(true) {
                         break;
                     }
@@ -734,84 +884,50 @@ async fn watch_workgroups(icws: Icws, mut rx: watch::Receiver<Vec<String>>, shar
     }
 }
 
-/// Gathers row updates for a short window and writes them in sObject Collections calls.
-struct Writer {
-    tx: mpsc::UnboundedSender<Vec<RowUpdate>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Drop for Writer {
-    fn drop(&mut self) {
-        if let Some(t) = &self.task {
-            t.abort();
-        }
-    }
-}
-
-impl Writer {
-    fn spawn(
-        sf: Salesforce,
-        results: mpsc::UnboundedSender<Input>,
-        window: Duration,
-        shared: Arc<Shared>,
-    ) -> Writer {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<RowUpdate>>();
-        let task = tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch = first;
-                let deadline = Instant::now() + window;
-                let mut closed = false;
-                while batch.len() < WRITE_BATCH {
-                    match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(more)) => batch.extend(more),
-                        Ok(None) => {
-                            closed = true;
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                shared.write_call();
-                let written = sf.update_rows(&batch).await;
-                let retry = written.iter().find_map(|(_, r)| match r {
-                    WriteResult::Retry(e) => Some(e.clone()),
-                    _ => None,
-                });
-                match retry {
-                    Some(e) => {
-                        warn!(event = "router.write_failed", rows = batch.len(), error = %e, "Salesforce did not take row writes; they are tried again");
-                        shared.writes_failing(&e);
-                    }
-                    None => shared.writes_ok(),
-                }
-                let _ = results.send(Input::Written(written));
-                if closed {
-                    break;
-                }
-            }
-        });
-        Writer {
-            tx,
-            task: Some(task),
-        }
+    #[test]
+    fn a_batch_is_due_after_its_window_or_at_once_when_full() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut b: Batcher<u32> = Batcher::new(ms(50), 3);
+        assert_eq!(b.due(t0), None, "nothing held, nothing due");
+        b.add(t0, [1]);
+        assert_eq!(b.due(t0), Some(t0 + ms(50)));
+        b.add(t0 + ms(20), [2]);
+        assert_eq!(
+            b.due(t0 + ms(20)),
+            Some(t0 + ms(50)),
+            "the window runs from the first item"
+        );
+        let t1 = t0 + ms(30);
+        b.add(t1, [3, 4, 5, 6, 7]);
+        assert_eq!(b.due(t1), Some(t1), "full: due at once");
+        assert_eq!(b.take(t1), vec![1, 2, 3]);
+        assert_eq!(b.due(t1), Some(t1), "left-overs go next");
+        assert_eq!(b.take(t1), vec![4, 5, 6]);
+        assert_eq!(
+            b.due(t1),
+            Some(t1),
+            "left-overs go next, even when not full"
+        );
+        assert_eq!(b.take(t1), vec![7]);
+        assert!(b.is_empty());
+        assert_eq!(b.due(t1), None);
+        assert!(b.take(t1).is_empty());
+        b.add(t1 + ms(5), [8]);
+        assert_eq!(
+            b.due(t1 + ms(5)),
+            Some(t1 + ms(55)),
+            "a new window after a take"
+        );
     }
 
-    /// Writes what is queued, then ends.
-    async fn finish(mut self) {
-        // Closing the queue lets the writer flush what it holds and end.
-        let (closed, _) = mpsc::unbounded_channel();
-        drop(std::mem::replace(&mut self.tx, closed));
-        let Some(task) = self.task.take() else {
-            return;
-        };
-        if tokio::time::timeout(Duration::from_secs(10), task)
-            .await
-            .is_err()
-        {
-            warn!(
-                event = "router.writer_timeout",
-                "Pending row writes did not finish in time; those rows stay as they are"
-            );
-        }
+    #[test]
+    fn joined_ids_are_space_separated() {
+        assert_eq!(joined(["a", "b", "c"]), "a b c");
+        assert_eq!(joined(Vec::<String>::new()), "");
     }
 }

@@ -8,8 +8,8 @@ use anyhow::Context;
 use sors_icws::{Icws, IcwsConfig};
 use sors_salesforce::{LoginConfig, Names, Salesforce};
 use sors_tenant::{Config, CredentialStore};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::http_server;
@@ -21,7 +21,7 @@ use crate::wiring;
 pub struct Service {
     pub shared: Arc<Shared>,
     pub http_addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
+    shutdown: CancellationToken,
     runtime: JoinHandle<()>,
     http: JoinHandle<()>,
 }
@@ -47,12 +47,12 @@ impl Service {
             .with_context(|| format!("cannot listen on {}", spec.http_listen))?;
         let http_addr = listener.local_addr()?;
         let app = http_router(shared.clone(), &spec.cors_origins);
-        let (shutdown, rx) = watch::channel(false);
+        let shutdown = CancellationToken::new();
         let http = tokio::spawn(http_server::serve(
             listener,
             app,
             http_server::Limits::default(),
-            rx.clone(),
+            shutdown.clone(),
         ));
         let runtime = tokio::spawn(runtime::run(
             spec.options,
@@ -60,7 +60,7 @@ impl Service {
             icws,
             icws_events,
             shared.clone(),
-            rx,
+            shutdown.clone(),
         ));
         info!(event = "router.started", tenant = %spec.tenant, http = %http_addr, "Service started");
         Ok(Service {
@@ -82,7 +82,7 @@ impl Service {
     /// Stops gracefully: pending writes are flushed, the PushTopic client disconnects, the CIC
     /// session is closed; rows in flight stay `Processing` for the next start.
     pub async fn stop(self) {
-        let _ = self.shutdown.send(true);
+        self.shutdown.cancel();
         let _ = self.runtime.await;
         let _ = self.http.await;
     }
@@ -98,7 +98,7 @@ impl Service {
             }
             ended = &mut self.http => {
                 error!(event = "router.status_port_down", outcome = ?ended, "The status port stopped; stopping the service");
-                let _ = self.shutdown.send(true);
+                self.shutdown.cancel();
                 let _ = self.runtime.await;
                 anyhow::bail!("the status port stopped unexpectedly ({ended:?})")
             }

@@ -140,6 +140,6 @@ pub fn options(cfg: &Config) -> Options {
         sweep_interval: Duration::from_secs(r.sweep_interval_secs),
         sweep_grace: Duration::from_secs(r.sweep_grace_secs),
         batch_window: Duration::from_millis(r.batch_window_ms),
-        ..Options::default()
+        tick: Duration::from_secs(1),
     }
 }

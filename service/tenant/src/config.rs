@@ -290,20 +290,24 @@ pub struct RoutingConfig {
     pub reconcile_lookback_days: u64,
 }
 
+/// The router's own defaults are `sors_core::router::Settings::default()`, defined there once;
+/// the runtime's (sweep, batching) are defined here.
 impl Default for RoutingConfig {
     fn default() -> Self {
+        let s = sors_core::router::Settings::default();
+        let secs = |d: chrono::TimeDelta| u64::try_from(d.num_seconds()).unwrap_or(0);
         Self {
-            auto_disconnect_on_reply: true,
-            reroute_lost_on_switchover: true,
-            max_in_flight: 32,
-            route_timeout_secs: 30,
-            max_attempts: 5,
-            retry_backoff_secs: 5,
+            auto_disconnect_on_reply: s.auto_disconnect_on_reply,
+            reroute_lost_on_switchover: s.reroute_lost_on_switchover,
+            max_in_flight: u32::try_from(s.max_in_flight).unwrap_or(u32::MAX),
+            route_timeout_secs: secs(s.route_timeout),
+            max_attempts: s.max_attempts,
+            retry_backoff_secs: secs(s.retry_backoff),
             sweep_interval_secs: 60,
             sweep_grace_secs: 120,
             batch_window_ms: 50,
-            reconcile_interval_secs: 300,
-            reconcile_lookback_days: 7,
+            reconcile_interval_secs: s.reconcile_interval.map_or(0, secs),
+            reconcile_lookback_days: u64::try_from(s.reconcile_lookback.num_days()).unwrap_or(0),
         }
     }
 }

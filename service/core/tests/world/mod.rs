@@ -403,8 +403,8 @@ impl World {
                     let res = match self.rows.get_mut(&u.id) {
                         None => WriteResult::Gone,
                         Some(r) => {
-                            if u.status == RowStatus::Processed {
-                                if let Some(i) = &u.interaction_id {
+                            if u.status == RowStatus::Processed
+                                && let Some(i) = &u.interaction_id {
                                     // Invariant: a row is never Processed before its interaction exists.
                                     assert!(
                                         self.ix.contains_key(i),
@@ -412,7 +412,6 @@ impl World {
                                         u.id
                                     );
                                 }
-                            }
                             r.status = u.status;
                             if let Some(a) = u.attempts {
                                 r.attempts = a;

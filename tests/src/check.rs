@@ -16,7 +16,7 @@ use tokio::time::{Instant, sleep};
 
 use crate::HarnessError;
 use crate::child::{Life, RouterProcess};
-use crate::report::{CASES_SOQL, CaseState, Evidence, ROWS_SOQL, Report, Row};
+use crate::report::{CaseState, Evidence, Report, RoutingTable, RowEvent, RowStatus};
 use crate::workload::Workload;
 
 /// How long a router process may take to be ready.
@@ -321,56 +321,43 @@ async fn start_bed(dir: &Path) -> Result<Bed, HarnessError> {
 
 /// Rows `New` and `Processing` right now.
 fn pending(sf: &FakeSalesforce) -> Result<(usize, usize), HarnessError> {
-    let statuses = sf
-        .query("SELECT Status__c FROM Object_Routing_Queue__c WHERE Status__c IN ('New', 'Processing')")
-        .map_err(|e| HarnessError::Record(e.to_string()))?;
-    let processing = statuses
-        .iter()
-        .filter(|r| r.get("Status__c").and_then(|s| s.as_str()) == Some("Processing"))
-        .count();
-    Ok((statuses.len() - processing, processing))
+    let p = RoutingTable::read(sf)
+        .map_err(|e| HarnessError::Record(e.to_string()))?
+        .pending();
+    Ok((p.new, p.processing))
 }
 
 /// Everything the report looks at, read now.
 struct State {
-    rows: Vec<Row>,
+    table: RoutingTable,
     cases: Vec<CaseState>,
     interactions: Vec<sors_fake_icws::InteractionInfo>,
 }
 
 impl State {
     fn read(bed: &Bed) -> Result<State, HarnessError> {
-        let q = |soql: &str| {
-            bed.sf
-                .query(soql)
-                .map_err(|e| HarnessError::Record(e.to_string()))
-        };
+        let record = |e: sors_testbed::TableError| HarnessError::Record(e.to_string());
         Ok(State {
-            rows: q(ROWS_SOQL)?
-                .iter()
-                .map(Row::from_record)
-                .collect::<Result<_, _>>()?,
-            cases: q(CASES_SOQL)?
-                .iter()
-                .map(CaseState::from_record)
-                .collect::<Result<_, _>>()?,
+            table: RoutingTable::read(&bed.sf).map_err(record)?,
+            cases: CaseState::read_all(&bed.sf).map_err(record)?,
             interactions: bed.cic.interactions(),
         })
     }
 
     /// What must stop changing before the state is judged.
-    fn signature(&self) -> (BTreeMap<String, usize>, usize, usize, usize) {
-        let mut by_status = BTreeMap::new();
-        for r in &self.rows {
-            *by_status.entry(r.status.clone()).or_insert(0) += 1;
-        }
+    fn signature(&self) -> (BTreeMap<RowStatus, usize>, usize, usize, usize) {
         let live = self.interactions.iter().filter(|i| i.live).count();
         let disconnected = self.interactions.iter().filter(|i| i.state == "I").count();
-        (by_status, self.interactions.len(), live, disconnected)
+        (
+            self.table.by_status(),
+            self.interactions.len(),
+            live,
+            disconnected,
+        )
     }
 
     fn all_final(&self) -> bool {
-        self.rows.iter().all(Row::is_final)
+        self.table.all_final()
     }
 }
 
@@ -414,21 +401,17 @@ async fn judge(
     } else if !router.is_running() {
         problems.push("the last router process is not running at the end".into());
     }
-    let recovery = state
-        .rows
-        .iter()
-        .filter(|r| r.event == "SwitchoverRecovery")
-        .count();
-    if state.rows.len() != workload.done + recovery {
+    let recovery = state.table.count_event(&RowEvent::SwitchoverRecovery);
+    if state.table.len() != workload.done + recovery {
         problems.push(format!(
             "the burst did {} actions (one routing row each) but there are {} rows",
             workload.done,
-            state.rows.len()
+            state.table.len()
         ));
     }
     let lives = router.lives().to_vec();
     let report = Report::classify(&Evidence {
-        rows: &state.rows,
+        table: &state.table,
         cases: &state.cases,
         interactions: &state.interactions,
         lives: &lives,

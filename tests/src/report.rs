@@ -6,121 +6,23 @@ use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use sors_fake_icws::{HistoryEvent, InteractionInfo};
+pub use sors_testbed::table::{CaseState, RoutingTable, Row, RowEvent, RowStatus};
 
-use crate::HarnessError;
 use crate::child::Life;
 
-/// Every routing row with what the report needs, oldest first.
-pub const ROWS_SOQL: &str = "SELECT Id, Case__c, Event__c, Status__c, Interaction_Id__c, Error__c, Attempts__c, Workgroup__c, CreatedDate, Processed_At__c FROM Object_Routing_Queue__c ORDER BY CreatedDate, Id";
-
-/// Every case's final state.
-pub const CASES_SOQL: &str = "SELECT Id, OwnerId, IsClosed FROM Case ORDER BY CreatedDate, Id";
-
-const ROUTE_EVENTS: [&str; 6] = [
-    "New",
-    "OwnerChanged",
-    "QueueChanged",
-    "Comment",
-    "EmailReceived",
-    "SwitchoverRecovery",
-];
-
-/// One routing row.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Row {
-    pub id: String,
-    pub case_id: String,
-    pub event: String,
-    pub status: String,
-    pub interaction_id: Option<String>,
-    pub error: Option<String>,
-    pub workgroup: String,
-    pub attempts: f64,
-    pub created: DateTime<Utc>,
-    pub processed_at: Option<DateTime<Utc>>,
-}
-
-impl Row {
-    /// From a record of [`ROWS_SOQL`].
-    pub fn from_record(v: &Value) -> Result<Row, HarnessError> {
-        let text = |f: &str| v.get(f).and_then(Value::as_str).map(str::to_owned);
-        let need = |f: &str| {
-            text(f).ok_or_else(|| HarnessError::Record(format!("a routing row without {f}: {v}")))
-        };
-        let created = need("CreatedDate")?;
-        Ok(Row {
-            id: need("Id")?,
-            case_id: need("Case__c")?,
-            event: need("Event__c")?,
-            status: need("Status__c")?,
-            interaction_id: text("Interaction_Id__c").filter(|s| !s.is_empty()),
-            error: text("Error__c").filter(|s| !s.is_empty()),
-            workgroup: text("Workgroup__c").unwrap_or_default(),
-            attempts: v.get("Attempts__c").and_then(Value::as_f64).unwrap_or(0.0),
-            created: parse_time(&created)
-                .ok_or_else(|| HarnessError::Record(format!("bad CreatedDate '{created}'")))?,
-            processed_at: text("Processed_At__c").and_then(|t| parse_time(&t)),
-        })
-    }
-
-    pub fn is_final(&self) -> bool {
-        self.status == "Processed" || self.status == "Failed"
-    }
-
-    pub fn is_route(&self) -> bool {
-        ROUTE_EVENTS.contains(&self.event.as_str())
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "row {} ({} {}, workgroup {}, created {}, attempts {}, interaction {}, note {:?})",
-            self.id,
-            self.event,
-            self.status,
-            self.workgroup,
-            self.created.format("%H:%M:%S%.3f"),
-            self.attempts,
-            self.interaction_id.as_deref().unwrap_or("-"),
-            self.error.as_deref().unwrap_or(""),
-        )
-    }
-}
-
-/// Orders rows as they were created: by `CreatedDate`, then by Id compared byte by byte (the
-/// order in which Salesforce issues Ids).
-pub fn creation_order(a: &Row, b: &Row) -> std::cmp::Ordering {
-    (a.created, a.id.as_bytes()).cmp(&(b.created, b.id.as_bytes()))
-}
-
-/// A case's final state.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CaseState {
-    pub id: String,
-    pub closed: bool,
-}
-
-impl CaseState {
-    /// From a record of [`CASES_SOQL`].
-    pub fn from_record(v: &Value) -> Result<CaseState, HarnessError> {
-        Ok(CaseState {
-            id: v
-                .get("Id")
-                .and_then(Value::as_str)
-                .ok_or_else(|| HarnessError::Record(format!("a case without Id: {v}")))?
-                .to_owned(),
-            closed: v.get("IsClosed").and_then(Value::as_bool).unwrap_or(false),
-        })
-    }
-}
-
-/// Salesforce date-times: `2024-01-01T10:00:00.000+0000`, or RFC 3339.
-pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z")
-        .or_else(|_| DateTime::parse_from_rfc3339(s))
-        .ok()
-        .map(|d| d.with_timezone(&Utc))
+fn describe(row: &Row) -> String {
+    format!(
+        "row {} ({} {}, workgroup {}, created {}, attempts {}, interaction {}, note {:?})",
+        row.id,
+        row.event,
+        row.status,
+        row.workgroup,
+        row.created.format("%H:%M:%S%.3f"),
+        row.attempts,
+        row.interaction_id.as_deref().unwrap_or("-"),
+        row.error.as_deref().unwrap_or(""),
+    )
 }
 
 /// The classes of the report.
@@ -179,7 +81,8 @@ pub struct Finding {
 
 /// What the classifier looks at.
 pub struct Evidence<'a> {
-    pub rows: &'a [Row],
+    /// The routing table, every case's rows in creation order.
+    pub table: &'a RoutingTable,
     pub cases: &'a [CaseState],
     pub interactions: &'a [InteractionInfo],
     /// The lives of the router process, for the late budget (router up-time).
@@ -197,8 +100,8 @@ pub struct Evidence<'a> {
 pub struct Report {
     pub findings: Vec<Finding>,
     pub rows: usize,
-    pub rows_by_status: BTreeMap<String, usize>,
-    pub rows_by_event: BTreeMap<String, usize>,
+    pub rows_by_status: BTreeMap<RowStatus, usize>,
+    pub rows_by_event: BTreeMap<RowEvent, usize>,
     pub cases: usize,
     pub interactions: usize,
     pub live: usize,
@@ -209,27 +112,14 @@ pub struct Report {
 impl Report {
     pub fn classify(ev: &Evidence<'_>) -> Report {
         let mut r = Report {
-            rows: ev.rows.len(),
+            rows: ev.table.len(),
+            rows_by_status: ev.table.by_status(),
+            rows_by_event: ev.table.by_event(),
             cases: ev.cases.len(),
             interactions: ev.interactions.len(),
             live: ev.interactions.iter().filter(|i| i.live).count(),
             ..Report::default()
         };
-        for row in ev.rows {
-            *r.rows_by_status.entry(row.status.clone()).or_default() += 1;
-            *r.rows_by_event.entry(row.event.clone()).or_default() += 1;
-        }
-        let mut rows_of: HashMap<&str, Vec<&Row>> = HashMap::new();
-        for row in ev.rows {
-            rows_of.entry(row.case_id.as_str()).or_default().push(row);
-        }
-        // Creation order. A query's `ORDER BY CreatedDate, Id` does not give it: rows written in
-        // the same millisecond (one save, or a case created and moved at once) tie on
-        // CreatedDate, and SOQL compares Id text case-insensitively, while Ids are issued in
-        // case-sensitive base-62 order ("…7Z" before "…7a").
-        for rows in rows_of.values_mut() {
-            rows.sort_by(|a, b| creation_order(a, b));
-        }
         let mut by_case: HashMap<&str, Vec<&InteractionInfo>> = HashMap::new();
         let mut by_entry: HashMap<&str, Vec<&InteractionInfo>> = HashMap::new();
         for i in ev.interactions {
@@ -237,9 +127,9 @@ impl Report {
             by_entry.entry(i.entry_id.as_str()).or_default().push(i);
         }
         r.rows_checks(ev);
-        r.case_checks(ev, &rows_of, &by_case);
+        r.case_checks(ev, &by_case);
         r.entry_checks(ev, &by_entry);
-        r.disconnect_checks(ev, &rows_of);
+        r.disconnect_checks(ev);
         r
     }
 
@@ -252,20 +142,20 @@ impl Report {
     }
 
     fn rows_checks(&mut self, ev: &Evidence<'_>) {
-        for row in ev.rows {
+        for row in ev.table.rows() {
             if !row.is_final() {
                 self.add(
                     Class::Lost,
                     &row.case_id,
-                    format!("never final: {}", row.describe()),
+                    format!("never final: {}", describe(row)),
                 );
                 continue;
             }
-            if row.status == "Failed" && !ev.expected_failed.contains(&row.case_id) {
+            if row.status == RowStatus::Failed && !ev.expected_failed.contains(&row.case_id) {
                 self.add(
                     Class::Lost,
                     &row.case_id,
-                    format!("failed: {}", row.describe()),
+                    format!("failed: {}", describe(row)),
                 );
             }
             if let Some(done) = row.processed_at {
@@ -280,7 +170,7 @@ impl Report {
                             "final after {:.1} s of router up-time ({:.1} s wall clock): {}",
                             up.num_milliseconds() as f64 / 1000.0,
                             (done - row.created).num_milliseconds() as f64 / 1000.0,
-                            row.describe()
+                            describe(row)
                         ),
                     );
                 }
@@ -288,16 +178,12 @@ impl Report {
         }
     }
 
-    fn case_checks(
-        &mut self,
-        ev: &Evidence<'_>,
-        rows_of: &HashMap<&str, Vec<&Row>>,
-        by_case: &HashMap<&str, Vec<&InteractionInfo>>,
-    ) {
+    fn case_checks(&mut self, ev: &Evidence<'_>, by_case: &HashMap<&str, Vec<&InteractionInfo>>) {
         for case in ev.cases {
-            let Some(rows) = rows_of.get(case.id.as_str()) else {
+            let rows = ev.table.of_case(&case.id);
+            if rows.is_empty() {
                 continue;
-            };
+            }
             let all: &[&InteractionInfo] =
                 by_case.get(case.id.as_str()).map_or(&[], |v| v.as_slice());
             let live: Vec<&&InteractionInfo> = all.iter().filter(|i| i.live).collect();
@@ -328,11 +214,11 @@ impl Report {
                     ),
                 );
             }
-            let last = rows.last();
+            let last = ev.table.newest_of(&case.id);
             let expect = match last {
                 _ if ev.expected_failed.contains(&case.id) => None,
                 _ if case.closed => None,
-                Some(row) if row.is_route() && row.status == "Processed" => Some(row),
+                Some(row) if row.is_route() && row.status == RowStatus::Processed => Some(row),
                 _ => None,
             };
             match expect {
@@ -345,7 +231,7 @@ impl Report {
                                 "case {} should be live in {}, nothing is; last {}",
                                 case.id,
                                 row.workgroup,
-                                row.describe()
+                                describe(row)
                             ),
                         );
                     } else if !live.iter().any(|i| i.workgroup == row.workgroup) {
@@ -358,7 +244,7 @@ impl Report {
                                 row.workgroup,
                                 ids(&live),
                                 rows.iter()
-                                    .map(|r| r.describe())
+                                    .map(|r| describe(r))
                                     .collect::<Vec<_>>()
                                     .join("; ")
                             ),
@@ -373,7 +259,7 @@ impl Report {
                     } else {
                         last.map_or_else(
                             || "it has no row".to_owned(),
-                            |r| format!("its last is {}", r.describe()),
+                            |r| format!("its last is {}", describe(r)),
                         )
                     };
                     self.add(
@@ -392,7 +278,7 @@ impl Report {
     }
 
     fn entry_checks(&mut self, ev: &Evidence<'_>, by_entry: &HashMap<&str, Vec<&InteractionInfo>>) {
-        for row in ev.rows {
+        for row in ev.table.rows() {
             let made = by_entry.get(row.id.as_str()).map_or(0, Vec::len);
             if made > 1 {
                 let ids: Vec<&str> = by_entry
@@ -404,7 +290,7 @@ impl Report {
                     &row.case_id,
                     format!(
                         "{} created {made} interactions: {}",
-                        row.describe(),
+                        describe(row),
                         ids.join(", ")
                     ),
                 );
@@ -412,7 +298,7 @@ impl Report {
         }
     }
 
-    fn disconnect_checks(&mut self, ev: &Evidence<'_>, rows_of: &HashMap<&str, Vec<&Row>>) {
+    fn disconnect_checks(&mut self, ev: &Evidence<'_>) {
         for i in ev.interactions {
             let Some(at) = i
                 .history
@@ -422,13 +308,9 @@ impl Report {
             else {
                 continue;
             };
-            let asked = rows_of.get(i.case_id.as_str()).is_some_and(|rows| {
-                rows.iter().any(|r| {
-                    r.created <= at
-                        && (r.event == "AgentReply"
-                            || r.event == "CaseClosed"
-                            || (r.is_route() && r.workgroup != i.workgroup))
-                })
+            let asked = ev.table.of_case(&i.case_id).iter().any(|r| {
+                r.created <= at
+                    && (r.event.is_closing() || (r.is_route() && r.workgroup != i.workgroup))
             });
             if !asked {
                 self.add(
@@ -463,12 +345,12 @@ impl Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let join = |m: &BTreeMap<String, usize>| {
+        fn join<K: fmt::Display>(m: &BTreeMap<K, usize>) -> String {
             m.iter()
                 .map(|(k, v)| format!("{k} {v}"))
                 .collect::<Vec<_>>()
                 .join(", ")
-        };
+        }
         writeln!(
             f,
             "  rows {} ({}); by event: {}",
@@ -557,7 +439,6 @@ fn overlapping(all: &[&InteractionInfo]) -> Option<String> {
 mod tests {
     use super::*;
     use crate::child::LifeEnd;
-    use serde_json::json;
     use sors_fake_icws::HistoryEntry;
     use std::path::PathBuf;
 
@@ -578,12 +459,14 @@ mod tests {
     ) -> Row {
         Row {
             id: id.into(),
+            name: String::new(),
             case_id: case.into(),
-            event: event.into(),
-            status: status.into(),
+            event: RowEvent::parse(event),
+            status: RowStatus::parse(status),
             interaction_id: ix.map(Into::into),
             error: None,
             workgroup: wg.into(),
+            skills: String::new(),
             attempts: 1.0,
             created: t(created),
             processed_at: done.map(t),
@@ -657,7 +540,7 @@ mod tests {
     ) -> Report {
         let refused: HashSet<String> = refused.iter().map(|s| (*s).to_owned()).collect();
         Report::classify(&Evidence {
-            rows,
+            table: &RoutingTable::from_rows(rows.to_vec()),
             cases,
             interactions: ixs,
             lives: &[life(0, None)],
@@ -974,9 +857,10 @@ mod tests {
         )];
         let ixs = [ix("i1", "c1", "r1", "Support_EN", 99, None)];
         let refused = HashSet::new();
+        let table = RoutingTable::from_rows(rows.to_vec());
         let ev = |lives: &[Life]| {
             Report::classify(&Evidence {
-                rows: &rows,
+                table: &table,
                 cases: &[open("c1")],
                 interactions: &ixs,
                 lives,
@@ -993,20 +877,5 @@ mod tests {
         let r = ev(&[life(0, Some(30)), life(90, None)]);
         assert_eq!(classes(&r), vec![Class::Late]);
         assert!(!r.failed());
-    }
-
-    #[test]
-    fn records_and_times_parse() {
-        let rec = json!({"Id": "a01x", "Case__c": "500x", "Event__c": "New", "Status__c": "Processed",
-            "Interaction_Id__c": "1000000001", "Error__c": null, "Attempts__c": 2.0, "Workgroup__c": "Billing",
-            "CreatedDate": "2024-01-01T10:00:00.000+0000", "Processed_At__c": "2024-01-01T10:00:01.500Z"});
-        let r = Row::from_record(&rec).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(r.interaction_id.as_deref(), Some("1000000001"));
-        assert_eq!(r.error, None);
-        assert_eq!(
-            r.processed_at.map(|p| (p - r.created).num_milliseconds()),
-            Some(1500)
-        );
-        assert!(Row::from_record(&json!({"Id": "a01x"})).is_err());
     }
 }

@@ -14,6 +14,7 @@ use sors::serve::Service;
 use sors::status::{Alert, StatusView};
 use sors_fake_icws::{FailRule, InteractionInfo};
 use sors_salesforce::{Auth, Names};
+use sors_testbed::table::{RoutingTable, Row};
 use sors_testbed::{Bed, BedOptions, fast_options};
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::LevelFilter;
@@ -277,9 +278,6 @@ fn apply_settings(o: &mut Options, r: &RouterSettings) {
     }
 }
 
-/// Every routing row with what the timeline shows, oldest first.
-const ROWS_SOQL: &str = "SELECT Id, Name, Case__c, Event__c, Status__c, Interaction_Id__c, Error__c, Attempts__c, Workgroup__c, Skills__c, CreatedDate, Processed_At__c FROM Object_Routing_Queue__c ORDER BY CreatedDate, Id";
-
 const POLL: Duration = Duration::from_millis(25);
 
 struct Ctx<'a> {
@@ -351,7 +349,7 @@ impl Ctx<'_> {
             steps: self.steps.clone(),
             events: capture.events(),
             alerts,
-            rows: self.rows(),
+            rows: self.table().map(|t| t.rows().to_vec()).unwrap_or_default(),
             interactions: self.bed.cic.interactions(),
             names: self
                 .cases
@@ -752,22 +750,9 @@ impl Ctx<'_> {
         }
     }
 
-    fn rows(&self) -> Vec<Value> {
-        self.bed.sf.query(ROWS_SOQL).unwrap_or_default()
-    }
-
-    /// The case's rows in creation order: `CreatedDate`, then Id compared byte by byte (SOQL
-    /// orders Ids case-insensitively, Salesforce issues them in case-sensitive base-62 order).
-    fn rows_of(&self, case_id: &str) -> Vec<Value> {
-        let mut rows: Vec<Value> = self
-            .rows()
-            .into_iter()
-            .filter(|r| s(r, "Case__c") == case_id)
-            .collect();
-        rows.sort_by(|a, b| {
-            (s(a, "CreatedDate"), s(a, "Id")).cmp(&(s(b, "CreatedDate"), s(b, "Id")))
-        });
-        rows
+    /// The routing table now, every case's rows in creation order.
+    fn table(&self) -> Result<RoutingTable, String> {
+        RoutingTable::read(&self.bed.sf).map_err(|e| format!("reading the routing rows: {e}"))
     }
 
     fn live(&self, case_id: &str) -> Vec<InteractionInfo> {
@@ -789,8 +774,9 @@ impl Ctx<'_> {
                 ..
             } => {
                 let mut seen = Vec::new();
+                let table = self.table()?;
                 for (name, id) in self.cases_matching(case)? {
-                    let all = self.rows_of(&id);
+                    let all = table.of_case(&id);
                     if let Some(n) = rows
                         && all.len() != *n
                     {
@@ -802,42 +788,38 @@ impl Ctx<'_> {
                     };
                     let row = row.ok_or_else(|| format!("case {name} has no row {idx} yet"))?;
                     let here = format!("row {idx} of {name}");
-                    let want = |field: &str, v: &Option<String>| match v {
-                        Some(v) if &s(row, field) != v => Err(format!(
-                            "{here}: {field} is '{}', not '{v}' (error: '{}')",
-                            s(row, field),
-                            s(row, "Error__c")
+                    let want = |field: &str, got: &str, v: &Option<String>| match v {
+                        Some(v) if got != v => Err(format!(
+                            "{here}: {field} is '{got}', not '{v}' (error: '{}')",
+                            row.error_text()
                         )),
                         _ => Ok(()),
                     };
-                    want("Event__c", event)?;
-                    want("Status__c", status)?;
+                    want("Event__c", row.event.as_str(), event)?;
+                    want("Status__c", row.status.as_str(), status)?;
                     if let Some(text) = error
-                        && !s(row, "Error__c").contains(text.as_str())
+                        && !row.error_text().contains(text.as_str())
                     {
                         return Err(format!(
                             "{here}: Error__c '{}' does not contain '{text}'",
-                            s(row, "Error__c")
+                            row.error_text()
                         ));
                     }
                     if let Some(n) = attempts {
-                        let got = row
-                            .get("Attempts__c")
-                            .and_then(Value::as_f64)
-                            .unwrap_or(0.0);
+                        let got = row.attempts;
                         if (got - *n as f64).abs() > f64::EPSILON {
                             return Err(format!("{here}: Attempts__c is {got}, not {n}"));
                         }
                     }
-                    let iid = s(row, "Interaction_Id__c");
+                    let iid = row.interaction();
                     if let Some(want) = interaction {
-                        self.check_interaction(&here, &iid, want, &id, &all)?;
+                        self.check_interaction(&here, iid, want, &id, &all)?;
                     }
                     seen.push(format!(
                         "{here} {} {} interaction={}",
-                        s(row, "Event__c"),
-                        s(row, "Status__c"),
-                        if iid.is_empty() { "-" } else { &iid }
+                        row.event,
+                        row.status,
+                        if iid.is_empty() { "-" } else { iid }
                     ));
                 }
                 Ok(seen.join("; "))
@@ -849,17 +831,19 @@ impl Ctx<'_> {
                 all_final,
                 ..
             } => {
-                let rows = match case {
-                    None => self.rows(),
+                let table = self.table()?;
+                let rows: Vec<&Row> = match case {
+                    None => table.rows().iter().collect(),
                     Some(c) => {
                         let ids: Vec<String> = self
                             .cases_matching(c)?
                             .into_iter()
                             .map(|(_, id)| id)
                             .collect();
-                        self.rows()
-                            .into_iter()
-                            .filter(|r| ids.contains(&s(r, "Case__c")))
+                        table
+                            .rows()
+                            .iter()
+                            .filter(|r| ids.contains(&r.case_id))
                             .collect()
                     }
                 };
@@ -870,23 +854,19 @@ impl Ctx<'_> {
                     return Err(format!("{whose} has {} rows, not {n}", rows.len()));
                 }
                 for r in &rows {
-                    let st = s(r, "Status__c");
+                    let st = &r.status;
                     if let Some(want) = status
-                        && &st != want
+                        && st.as_str() != want
                     {
                         return Err(format!(
                             "row {} ({}) is {st}, not {want} (error: '{}')",
-                            s(r, "Name"),
-                            s(r, "Event__c"),
-                            s(r, "Error__c")
+                            r.name,
+                            r.event,
+                            r.error_text()
                         ));
                     }
-                    if *all_final && st != "Processed" && st != "Failed" {
-                        return Err(format!(
-                            "row {} ({}) is still {st}",
-                            s(r, "Name"),
-                            s(r, "Event__c")
-                        ));
+                    if *all_final && !st.is_final() {
+                        return Err(format!("row {} ({}) is still {st}", r.name, r.event));
                     }
                 }
                 Ok(format!("{} rows", rows.len()))
@@ -1107,7 +1087,7 @@ impl Ctx<'_> {
         iid: &str,
         want: &str,
         case_id: &str,
-        rows: &[Value],
+        rows: &[&Row],
     ) -> Result<(), String> {
         match want {
             "none" if !iid.is_empty() => Err(format!("{here} has interaction {iid}, wanted none")),
@@ -1134,10 +1114,7 @@ impl Ctx<'_> {
                             "interaction = '{other}': use live, none, set or 'row N' (N from 1)"
                         )
                     })?;
-                let theirs = rows
-                    .get(n - 1)
-                    .map(|r| s(r, "Interaction_Id__c"))
-                    .unwrap_or_default();
+                let theirs = rows.get(n - 1).map(|r| r.interaction()).unwrap_or_default();
                 if !iid.is_empty() && iid == theirs {
                     Ok(())
                 } else {

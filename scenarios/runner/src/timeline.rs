@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, NaiveDateTime, Utc};
-use serde_json::Value;
+use chrono::{DateTime, Utc};
 use sors::status::Alert;
 use sors_fake_icws::InteractionInfo;
+use sors_testbed::table::Row;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::Layer;
@@ -92,34 +92,13 @@ pub struct Material {
     pub steps: Vec<(DateTime<Utc>, String)>,
     pub events: Vec<Captured>,
     pub alerts: Vec<Alert>,
-    /// Routing rows as the fake's JSON records.
-    pub rows: Vec<Value>,
+    /// Routing rows, in creation order.
+    pub rows: Vec<Row>,
     pub interactions: Vec<InteractionInfo>,
     /// Case id → scenario name.
     pub names: BTreeMap<String, String>,
     /// Final counters, one line each.
     pub counters: Vec<String>,
-}
-
-/// Salesforce date-times: `2024-01-01T10:00:00.000+0000` (the fake) or RFC 3339.
-pub fn parse_sf_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z")
-        .or_else(|_| DateTime::parse_from_rfc3339(s))
-        .map(|d| d.with_timezone(&Utc))
-        .ok()
-        .or_else(|| {
-            NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
-                .ok()
-                .map(|n| n.and_utc())
-        })
-}
-
-fn text(v: &Value, key: &str) -> String {
-    match v.get(key) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
-    }
 }
 
 impl Material {
@@ -141,16 +120,16 @@ impl Material {
             let _ = writeln!(
                 out,
                 "    {} case {} event={} status={} attempts={} interaction={} workgroup={} skills={:?} created={} error={:?}",
-                text(r, "Name"),
-                self.case_name(&text(r, "Case__c")),
-                text(r, "Event__c"),
-                text(r, "Status__c"),
-                text(r, "Attempts__c"),
-                text(r, "Interaction_Id__c"),
-                text(r, "Workgroup__c"),
-                text(r, "Skills__c"),
-                text(r, "CreatedDate"),
-                text(r, "Error__c"),
+                r.name,
+                self.case_name(&r.case_id),
+                r.event,
+                r.status,
+                r.attempts,
+                r.interaction(),
+                r.workgroup,
+                r.skills,
+                r.created.format("%Y-%m-%dT%H:%M:%S%.3f%z"),
+                r.error_text(),
             );
         }
         let _ = writeln!(out, "  CIC interactions:");
@@ -218,26 +197,23 @@ impl Material {
             all.push((a.at, format!("ALERT   {:?}: {}", a.kind, a.message)));
         }
         for r in &self.rows {
-            let name = text(r, "Name");
-            let case = self.case_name(&text(r, "Case__c"));
-            if let Some(at) = parse_sf_time(&text(r, "CreatedDate")) {
-                all.push((
-                    at,
-                    format!(
-                        "SF      row {name} written: case {case} event={} workgroup={}",
-                        text(r, "Event__c"),
-                        text(r, "Workgroup__c")
-                    ),
-                ));
-            }
-            if let Some(at) = parse_sf_time(&text(r, "Processed_At__c")) {
+            let name = &r.name;
+            let case = self.case_name(&r.case_id);
+            all.push((
+                r.created,
+                format!(
+                    "SF      row {name} written: case {case} event={} workgroup={}",
+                    r.event, r.workgroup
+                ),
+            ));
+            if let Some(at) = r.processed_at {
                 all.push((
                     at,
                     format!(
                         "SF      row {name} finished: {} interaction={} {}",
-                        text(r, "Status__c"),
-                        text(r, "Interaction_Id__c"),
-                        text(r, "Error__c")
+                        r.status,
+                        r.interaction(),
+                        r.error_text()
                     ),
                 ));
             }
@@ -283,12 +259,5 @@ mod tests {
         assert_eq!(got[0].event, "router.routed");
         assert_eq!(got[0].message, "Routed");
         assert_eq!(got[0].fields, vec![("row".to_owned(), "a01".to_owned())]);
-    }
-
-    #[test]
-    fn salesforce_times_parse() {
-        assert!(parse_sf_time("2024-01-01T10:00:00.000+0000").is_some());
-        assert!(parse_sf_time("2024-01-01T10:00:00.123Z").is_some());
-        assert!(parse_sf_time("nonsense").is_none());
     }
 }

@@ -1,27 +1,32 @@
 //! A Bayeux (CometD) long-polling client for the routing table's PushTopic.
 //!
 //! One task per stream runs the phases below; events leave it through an mpsc channel with
-//! `try_send`, so the connect loop never waits for the router. Every phase change is a [`Step`]
-//! through the pure [`next`]; `Streamer::step` adds what the router hears: `Subscribed` on
+//! `try_send`, so the connect loop never waits for the router. Every phase change is a `Step`
+//! through the pure `next`; `Streamer::step` adds what the router hears: `Subscribed` on
 //! entering `Connected`, `Disconnected` on leaving it for `Reconnecting` or `Backoff`.
 //!
 //! ```text
-//!  ┌─► Handshaking ──Handshaken─► Subscribing ──Subscribed─► Connected ◄──ConnectOk──┐
-//!  │   token (login if needed),   subscribe ∥ connect loop      │                   │
-//!  │   /meta/handshake            (re-sent on refusals)         └─ConnectLost─► Reconnecting
-//!  │        │                           │                             │         (same client id)
-//!  │        └───────────────────────────┴───────── Ended{delay} ──────┴─────────────┘
-//!  │                                                      ▼
-//!  └──────────────────────── Waited ───────────── Backoff{delay}
+//!  Handshaking ─Handshaken─► Subscribing ─Subscribed─► Connected ─ConnectLost─► Reconnecting
+//!       ▲                                                  ▲                         │
+//!     Waited                                               └────────ConnectOk────────┘
+//!       │
+//!  Backoff{delay} ◄─Ended{delay}─ Handshaking, Subscribing, Connected or Reconnecting
 //!
-//!  any phase ── Stop (shutdown, handle dropped, router gone) ──► Stopped (/meta/disconnect)
+//!  any phase ─Stop (shutdown, handle dropped, router gone)─► Stopped
 //! ```
+//!
+//! - `Handshaking`: a token (logging in if needed), then `/meta/handshake` (`ext.replay`).
+//! - `Subscribing`: `/meta/subscribe` with the last seen replay id on its own request, while the
+//!   connect loop (one `/meta/connect` outstanding) already runs.
+//! - `Connected` / `Reconnecting`: the connect loop, answering / failing in transport.
+//! - `Stopped`: final; `/meta/disconnect` is sent when the stop comes during a session.
 //!
 //! `Ended`, and the delay before the next handshake (back-off: bounded, exponential, jitter
 //! 50..100 %, counting failures since a connect last succeeded while `Connected`):
 //! - unknown client / `reconnect: handshake`: re-handshake and resubscribe with the last seen
-//!   replay id, no re-login; the first after the stream worked waits `advice.interval`;
-//! - 401 / Handshake denied (failureReason 401): shared re-login, then handshake; the first at once;
+//!   replay id, no re-login; the first of a series waits only `advice.interval`;
+//! - 401 / Handshake denied (failureReason 401): shared re-login, then handshake; the first of a
+//!   series at once;
 //! - watchdog (connect unanswered after `advice.timeout` + margin): a new HTTP pool (same cookies);
 //! - `reconnect: none` for another reason (limits…): at least `refused_delay_ms`;
 //! - login failure, transport errors: back-off.

@@ -116,26 +116,9 @@ pub const BINS: usize = 16 + 28 * 16;
 /// The version of the `/history` document.
 pub const SCHEMA: u32 = 1;
 
-/// The service's status, as the heartbeat's `status` and the dashboard's colours.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    Up,
-    Degraded,
-    Down,
-}
-
-impl State {
-    /// The heartbeat's `status` string (`up`, `degraded`, `down`).
-    pub fn parse(s: &str) -> Option<State> {
-        match s {
-            "up" => Some(State::Up),
-            "degraded" => Some(State::Degraded),
-            "down" => Some(State::Down),
-            _ => None,
-        }
-    }
-}
+/// The service's status, as the heartbeat's `status` and the dashboard's colours: the one
+/// readiness type of `status`.
+pub use crate::status::Readiness as State;
 
 /// What happened, for the incident timeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -1029,10 +1012,8 @@ mod tests {
             assert_eq!(serde_json::to_value(k).unwrap(), s);
         }
         assert_eq!(serde_json::to_value(State::Down).unwrap(), "down");
-        assert_eq!(State::parse("up"), Some(State::Up));
-        assert_eq!(State::parse("degraded"), Some(State::Degraded));
-        assert_eq!(State::parse("down"), Some(State::Down));
-        assert_eq!(State::parse("other"), None);
+        assert_eq!(serde_json::to_value(State::Up).unwrap(), "up");
+        assert_eq!(serde_json::to_value(State::Degraded).unwrap(), "degraded");
     }
 
     #[test]

@@ -86,16 +86,6 @@ impl Readiness {
     }
 }
 
-impl From<Readiness> for history::State {
-    fn from(r: Readiness) -> history::State {
-        match r {
-            Readiness::Up => history::State::Up,
-            Readiness::Degraded => history::State::Degraded,
-            Readiness::Down => history::State::Down,
-        }
-    }
-}
-
 impl std::fmt::Display for Readiness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -344,7 +334,7 @@ impl Shared {
         // Recorded under the view's lock, so the newest transition is always the status shown.
         self.recorder().status(
             Utc::now(),
-            v.status.into(),
+            v.status,
             reasons.first().map(|r| r.kind.as_str()),
             &v.message,
         );

@@ -317,3 +317,9 @@ pub struct QueueMapping {
     pub queue_name: String,
     pub workgroup: String,
 }
+
+/// The Salesforce REST and Streaming API version sors is built and tested against (the
+/// default of `[salesforce] api_version`, defined only here).
+pub const SALESFORCE_API_VERSION: &str = "62.0";
+/// The SOAP login endpoint's version (`/services/Soap/u/{v}`): 64.0 is the last with `login()`.
+pub const SALESFORCE_SOAP_API_VERSION: &str = "64.0";

@@ -115,10 +115,10 @@ impl LoginConfig {
 }
 
 fn default_soap_api_version() -> String {
-    "64.0".into()
+    sors_core::model::SALESFORCE_SOAP_API_VERSION.into()
 }
 fn default_api_version() -> String {
-    "62.0".into()
+    sors_core::model::SALESFORCE_API_VERSION.into()
 }
 fn default_request_timeout_ms() -> u64 {
     30_000

@@ -497,7 +497,11 @@ impl Salesforce {
     /// The PushTopic fields this client wants (routing.md §2).
     fn desired_push_topic(&self) -> rest::Record {
         let n = &self.inner.names;
-        let api: f64 = self.inner.cfg.api_version.parse().unwrap_or(62.0);
+        let api: f64 = self.inner.cfg.api_version.parse().unwrap_or_else(|_| {
+            sors_core::model::SALESFORCE_API_VERSION
+                .parse()
+                .unwrap_or_default()
+        });
         let mut m = rest::Record::new();
         m.insert("Query".into(), Value::from(n.push_topic_query()));
         m.insert("ApiVersion".into(), Value::from(api));

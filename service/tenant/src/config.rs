@@ -97,8 +97,8 @@ impl Default for SalesforceConfig {
         Self {
             login_url: "https://login.salesforce.com".into(),
             auth: SalesforceAuth::Soap,
-            api_version: "62.0".into(),
-            soap_api_version: "64.0".into(),
+            api_version: sors_core::model::SALESFORCE_API_VERSION.into(),
+            soap_api_version: sors_core::model::SALESFORCE_SOAP_API_VERSION.into(),
             proxy: None,
             request_timeout_secs: 30,
             names: SalesforceNames::default(),

@@ -52,10 +52,10 @@ impl Inner {
                 Ok(Ok(resp)) => return self.read_sse(s, resp, events, lost_rx).await,
                 Ok(Err(SseOpen::Fallback(why, body))) => {
                     warn!(event = "icws.sse_fallback", reason = %why, "no SSE message stream; polling instead");
-                    if let Some(body) = body {
-                        if let Some(reason) = self.handle_payload(s, &body, events).await {
-                            return reason;
-                        }
+                    if let Some(body) = body
+                        && let Some(reason) = self.handle_payload(s, &body, events).await
+                    {
+                        return reason;
                     }
                 }
             }

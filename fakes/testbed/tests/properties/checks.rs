@@ -119,16 +119,16 @@ impl Snapshot {
             // Processed_At__c has millisecond precision: compare at that precision.
             let created_ms =
                 created.and_then(|c| c.duration_trunc(TimeDelta::milliseconds(1)).ok());
-            if let (Some(done), Some(created)) = (r.processed_at, created_ms) {
-                if done < created {
-                    return Err(Failure::new(
-                        here,
-                        format!(
-                            "row {} ({}) was Processed at {done} before its interaction {iid} was created at {created}",
-                            r.id, r.event
-                        ),
-                    ));
-                }
+            if let (Some(done), Some(created)) = (r.processed_at, created_ms)
+                && done < created
+            {
+                return Err(Failure::new(
+                    here,
+                    format!(
+                        "row {} ({}) was Processed at {done} before its interaction {iid} was created at {created}",
+                        r.id, r.event
+                    ),
+                ));
             }
         }
         for c in &model.cases {
@@ -148,16 +148,16 @@ impl Snapshot {
                     ),
                 ));
             }
-            if c.events.is_empty() {
-                if let Some(ix) = self.interactions.iter().find(|i| i.case_id == c.id) {
-                    return Err(Failure::new(
-                        Some(&c.id),
-                        format!(
-                            "interaction {} exists for a case that never had a routing row",
-                            ix.id
-                        ),
-                    ));
-                }
+            if c.events.is_empty()
+                && let Some(ix) = self.interactions.iter().find(|i| i.case_id == c.id)
+            {
+                return Err(Failure::new(
+                    Some(&c.id),
+                    format!(
+                        "interaction {} exists for a case that never had a routing row",
+                        ix.id
+                    ),
+                ));
             }
         }
         Ok(())
@@ -311,10 +311,10 @@ fn overlapping<'a>(list: &[&'a InteractionInfo]) -> Option<(&'a str, &'a str)> {
         list.iter().map(|i| (i.id.as_str(), Span::of(i))).collect();
     for (n, (a, sa)) in spans.iter().enumerate() {
         for (b, sb) in spans.iter().skip(n + 1) {
-            if let (Some(sa), Some(sb)) = (sa, sb) {
-                if sa.overlaps(sb) {
-                    return Some((a, b));
-                }
+            if let (Some(sa), Some(sb)) = (sa, sb)
+                && sa.overlaps(sb)
+            {
+                return Some((a, b));
             }
         }
     }

@@ -1152,8 +1152,8 @@ impl Org {
                 fields.insert("Queue_Id__c", json!(queue));
             }
             ROW_OBJ => {
-                if let Some(s) = fields.get("Skills__c").and_then(Value::as_str) {
-                    if s.chars().count() > 255 {
+                if let Some(s) = fields.get("Skills__c").and_then(Value::as_str)
+                    && s.chars().count() > 255 {
                         return Err(ApiError::new(
                             400,
                             "STRING_TOO_LONG",
@@ -1161,7 +1161,6 @@ impl Org {
                         )
                         .with_fields(&["Skills__c"]));
                     }
-                }
             }
             PUSHTOPIC_OBJ => {
                 let name = text(fields, "Name");
@@ -1190,11 +1189,10 @@ impl Org {
     fn monitored(&self) -> Monitored {
         let mut m = Monitored::new();
         for r in self.store.live(MAPPING_OBJ) {
-            if let (Some(q), Some(w)) = (r.str("Queue_Id__c"), r.str("CIC_Workgroup_Name__c")) {
-                if !q.is_empty() {
+            if let (Some(q), Some(w)) = (r.str("Queue_Id__c"), r.str("CIC_Workgroup_Name__c"))
+                && !q.is_empty() {
                     m.entry(q.to_owned()).or_insert_with(|| w.to_owned());
                 }
-            }
         }
         m
     }

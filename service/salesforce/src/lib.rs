@@ -266,8 +266,8 @@ impl Salesforce {
                     snap.last_closing_row_at = Some(created);
                     snap.last_closing_event = Some(event);
                 }
-            } else if let Some(status) = status.filter(|s| *s != RowStatus::Failed) {
-                if snap.last_route_row_at.is_none_or(|t| created > t) {
+            } else if let Some(status) = status.filter(|s| *s != RowStatus::Failed)
+                && snap.last_route_row_at.is_none_or(|t| created > t) {
                     snap.last_route_row_at = Some(created);
                     let interaction = field(&n.row_interaction_id);
                     snap.last_route_row = Some(RowSummary {
@@ -279,7 +279,6 @@ impl Salesforce {
                         created_date: created,
                     });
                 }
-            }
         }
         Ok(())
     }

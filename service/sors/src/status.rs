@@ -22,7 +22,7 @@ use sors_core::model::RowId;
 use sors_core::router::Status as RouterStatus;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::history::{self, History, HistoryView, IncidentKind};
+use crate::history::{History, HistoryView, IncidentKind};
 
 const MAX_ALERTS: usize = 50;
 
@@ -1206,7 +1206,7 @@ mod tests {
             Utc::now(),
         );
         let h = s.history();
-        let got: Vec<(history::State, Option<&str>)> = h
+        let got: Vec<(Readiness, Option<&str>)> = h
             .transitions
             .iter()
             .map(|t| (t.status, t.reason.as_deref()))
@@ -1214,12 +1214,12 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                (history::State::Down, Some("salesforce_logged_out")),
-                (history::State::Down, Some("cic_disconnected")),
-                (history::State::Degraded, Some("streaming_down")),
-                (history::State::Up, None),
-                (history::State::Degraded, Some("push_loss_suspected")),
-                (history::State::Up, None),
+                (Readiness::Down, Some("salesforce_logged_out")),
+                (Readiness::Down, Some("cic_disconnected")),
+                (Readiness::Degraded, Some("streaming_down")),
+                (Readiness::Up, None),
+                (Readiness::Degraded, Some("push_loss_suspected")),
+                (Readiness::Up, None),
             ],
             "only changes, in order"
         );
@@ -1330,7 +1330,7 @@ mod tests {
             h.transitions
                 .iter()
                 .any(|t| t.reason.as_deref() == Some("cic_disconnected")
-                    && t.status == history::State::Down)
+                    && t.status == Readiness::Down)
         );
     }
 
@@ -1357,7 +1357,7 @@ mod tests {
         let last = h.transitions.last().unwrap();
         assert_eq!(
             (last.status, last.reason.as_deref()),
-            (history::State::Degraded, Some("api_allowance_low"))
+            (Readiness::Degraded, Some("api_allowance_low"))
         );
     }
 

@@ -7,6 +7,7 @@
 //! `SORS_CRASH_SEED=<n>` replays a seed; `--seeds N` runs N seeds in a row (the first the
 //! replayed one, if any, then random ones) and stops at the first failure. Positional
 //! arguments filter checks by name.
+#![allow(clippy::unwrap_used)] // a test: a panic is the failure report
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,4 +1,5 @@
 //! Drives the fake streaming endpoint with plain HTTP (reqwest + cookie store) through every rule.
+#![allow(clippy::unwrap_used)] // a test: a panic is the failure report
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! Real JavaScript Bayeux clients against the fake endpoint: npm `cometd` 9 +
 //! `cometd-nodejs-client` 2 (tests/js/fake-cometd-client.mjs) and `faye` 1.4, which jsforce
 //! streams with (tests/js/fake-cometd-faye.mjs).
+#![allow(clippy::unwrap_used)] // a test: a panic is the failure report
 
 mod support;
 

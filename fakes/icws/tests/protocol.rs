@@ -1,4 +1,5 @@
 //! Connection, authentication, bad input, configuration and messaging, driven over HTTP.
+#![allow(clippy::unwrap_used)] // a test: a panic is the failure report
 
 mod common;
 

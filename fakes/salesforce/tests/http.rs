@@ -1,4 +1,5 @@
 //! The fake over HTTP: login, REST, errors and the control API, with reqwest.
+#![allow(clippy::unwrap_used)] // a test: a panic is the failure report
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -2,6 +2,7 @@
 //! query, create, update) and cometd 9 + cometd-nodejs-client 2 (PushTopic subscription fed by
 //! the routing trigger, recovery after the fake forgets the client).
 //! Driver scripts: tests/js/fake-sf-jsforce.mjs and tests/js/fake-sf-cometd.mjs.
+#![allow(clippy::unwrap_used)] // a test: a panic is the failure report
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -3,6 +3,7 @@
 //! writes, `query`). The same file generates the Apex package's `TriggerRulesGeneratedTest`
 //! (salesforce/scripts/generate-apex-tests.mjs), so a rule changed there fails here until the
 //! fake follows.
+#![allow(clippy::unwrap_used)] // a test: a panic is the failure report
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;

@@ -119,7 +119,7 @@ async fn traffic(sf: Arc<FakeSalesforce>, cic: Arc<FakeIcws>) {
         step += 1;
         let action = {
             let mut rng = rand::rng();
-            if step % SWITCHOVER_EVERY == 0 {
+            if step.is_multiple_of(SWITCHOVER_EVERY) {
                 SWITCHOVER
             } else if cases.len() < 3 {
                 0
@@ -200,7 +200,7 @@ async fn traffic(sf: Arc<FakeSalesforce>, cic: Arc<FakeIcws>) {
             SWITCHOVER => {
                 // Alternate: one switchover loses live interactions (the router re-routes them),
                 // the next keeps them (CIC's interaction recovery).
-                let recovery = step % (2 * SWITCHOVER_EVERY) == 0;
+                let recovery = step.is_multiple_of(2 * SWITCHOVER_EVERY);
                 let now = cic.switchover(Some(recovery));
                 Ok(format!(
                     "CIC switchover to {now:?} (interaction recovery {})",

@@ -1,4 +1,5 @@
 //! `sors check` against a tenant directory that points at the fakes.
+#![allow(clippy::unwrap_used)] // a test: a panic is the failure report
 
 mod common;
 

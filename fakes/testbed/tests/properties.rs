@@ -13,6 +13,7 @@
 //!
 //! Also `SORS_SOAK_SECS` (same as `--soak`), `SORS_PROPS_CASES` (stories in a bounded run,
 //! default 12) and `SORS_PROPS_SHRINK_SECS` (time allowed for shrinking, default 90).
+#![allow(clippy::unwrap_used)] // a test: a panic is the failure report
 
 #[path = "properties/checks.rs"]
 mod checks;

@@ -6,6 +6,7 @@
 //! Salesforce login URL and the primary CIC server, so the two differ from the instance URL the
 //! fake Salesforce announces (127.0.0.1) and from the backup server (127.0.0.1): `NO_PROXY =
 //! 127.0.0.1` then tells them apart.
+#![allow(clippy::unwrap_used)] // a test: a panic is the failure report
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Every scenario file of the suite, each against its own fakes and router, a few at a time.
 //! `SORS_SCENARIOS=a,b` runs only the named scenarios (file stems).
+#![allow(clippy::unwrap_used)] // a test: a panic is the failure report
 
 #[test]
 fn every_scenario_passes() {

@@ -1,5 +1,6 @@
 //! Property tests of the routing core: random stories of case traffic and faults, applied to the
 //! pure in-memory world, with the invariants of routing.md checked at quiescence.
+#![allow(clippy::unwrap_used)] // a test: a panic is the failure report
 
 mod world;
 

@@ -1,4 +1,5 @@
 //! The routing rules of routing.md §3, one story per test, against the pure in-memory world.
+#![allow(clippy::unwrap_used)] // a test: a panic is the failure report
 
 mod world;
 

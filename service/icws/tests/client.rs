@@ -1,4 +1,5 @@
 //! The ICWS client against small scripted responders (tests/common).
+#![allow(clippy::unwrap_used)] // a test: a panic is the failure report
 
 mod common;
 

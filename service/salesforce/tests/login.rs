@@ -1,4 +1,5 @@
 //! Login: SOAP and both OAuth grants against wiremock, faults, secrets kept out of Debug.
+#![allow(clippy::unwrap_used)] // a test: a panic is the failure report
 
 mod common;
 

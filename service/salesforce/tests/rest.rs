@@ -1,5 +1,6 @@
 //! REST behaviour against wiremock: paging, shared re-login, retries, collections, PushTopic,
 //! malformed records and the domain operations' wire format.
+#![allow(clippy::unwrap_used)] // a test: a panic is the failure report
 
 mod common;
 

@@ -3,6 +3,7 @@
 //!
 //! Each server forgets the client mid-stream; they answer with `401:nope:Unknown client` (faye)
 //! and `402::session_unknown` (cometd), both with `reconnect: handshake` advice.
+#![allow(clippy::unwrap_used)] // a test: a panic is the failure report
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The Salesforce-only streaming behaviour against a small scripted Bayeux responder (axum):
 //! `403::Unknown client`, `401::Authentication invalid`, `403::Handshake denied` (failureReason
 //! 401), invalid replay id, missing channel, the connect watchdog, and the BAYEUX_BROWSER cookie.
+#![allow(clippy::unwrap_used)] // a test: a panic is the failure report
 
 mod common;
 

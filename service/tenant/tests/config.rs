@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // a test: a panic is the failure report
 mod common;
 
 use std::fs;

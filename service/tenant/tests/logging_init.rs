@@ -1,5 +1,6 @@
 //! `logging::init` installs the process-wide subscriber, so it gets a test binary of its own
 //! with a single test.
+#![allow(clippy::unwrap_used)] // a test: a panic is the failure report
 
 mod common;
 

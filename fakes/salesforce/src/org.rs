@@ -1153,14 +1153,15 @@ impl Org {
             }
             ROW_OBJ => {
                 if let Some(s) = fields.get("Skills__c").and_then(Value::as_str)
-                    && s.chars().count() > 255 {
-                        return Err(ApiError::new(
-                            400,
-                            "STRING_TOO_LONG",
-                            "Skills__c: data value too large (max length=255)",
-                        )
-                        .with_fields(&["Skills__c"]));
-                    }
+                    && s.chars().count() > 255
+                {
+                    return Err(ApiError::new(
+                        400,
+                        "STRING_TOO_LONG",
+                        "Skills__c: data value too large (max length=255)",
+                    )
+                    .with_fields(&["Skills__c"]));
+                }
             }
             PUSHTOPIC_OBJ => {
                 let name = text(fields, "Name");
@@ -1190,9 +1191,10 @@ impl Org {
         let mut m = Monitored::new();
         for r in self.store.live(MAPPING_OBJ) {
             if let (Some(q), Some(w)) = (r.str("Queue_Id__c"), r.str("CIC_Workgroup_Name__c"))
-                && !q.is_empty() {
-                    m.entry(q.to_owned()).or_insert_with(|| w.to_owned());
-                }
+                && !q.is_empty()
+            {
+                m.entry(q.to_owned()).or_insert_with(|| w.to_owned());
+            }
         }
         m
     }

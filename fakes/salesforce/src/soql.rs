@@ -712,9 +712,10 @@ fn check_literal(field: &str, ty: FieldType, value: &mut SValue) -> Result<(), S
         (SValue::Null, _) => true,
         (SValue::Str(s), FieldType::Id | FieldType::Reference(_)) => {
             if s.len() == 15
-                && let Some(long) = ids::to_18(s) {
-                    *value = SValue::Str(long);
-                }
+                && let Some(long) = ids::to_18(s)
+            {
+                *value = SValue::Str(long);
+            }
             true
         }
         (SValue::Str(_), t) => t.is_stringish(),

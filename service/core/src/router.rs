@@ -536,11 +536,12 @@ impl Router {
             Input::CasesFailed { requested, .. } => {
                 for id in requested {
                     if let Some(c) = self.cases.get_mut(&id)
-                        && c.snap == Snap::Requested {
-                            c.snap = Snap::Failed {
-                                retry_at: now + self.settings.retry_backoff,
-                            };
-                        }
+                        && c.snap == Snap::Requested
+                    {
+                        c.snap = Snap::Failed {
+                            retry_at: now + self.settings.retry_backoff,
+                        };
+                    }
                 }
             }
             Input::Mappings { mappings, as_of } => {
@@ -618,16 +619,17 @@ impl Router {
                 // The notification did not reach the handler (CIC down, a switchover, a
                 // transport error): a transient failure, tried again without counting.
                 if let Some(r) = self.rows.get_mut(&entry_id)
-                    && matches!(r.stage, Stage::Raised { .. }) {
-                        r.write_failures += 1;
-                        let wait = write_backoff(&self.settings, r.write_failures);
-                        out.notify(Notice::Retrying {
-                            row: entry_id.clone(),
-                            attempt: r.write_failures,
-                            reason: format!("raising the notification failed: {error}"),
-                        });
-                        r.stage = Stage::RaiseWait { until: now + wait };
-                    }
+                    && matches!(r.stage, Stage::Raised { .. })
+                {
+                    r.write_failures += 1;
+                    let wait = write_backoff(&self.settings, r.write_failures);
+                    out.notify(Notice::Retrying {
+                        row: entry_id.clone(),
+                        attempt: r.write_failures,
+                        reason: format!("raising the notification failed: {error}"),
+                    });
+                    r.stage = Stage::RaiseWait { until: now + wait };
+                }
             }
             Input::Written(results) => self.on_written(now, results, &mut out),
             Input::DisconnectDone {
@@ -791,9 +793,10 @@ impl Router {
             && matches!(
                 self.rows.get(&entry).map(|r| &r.stage),
                 Some(Stage::Raised { .. })
-            ) {
-                self.complete_route(now, &entry, id, None, out);
-            }
+            )
+        {
+            self.complete_route(now, &entry, id, None, out);
+        }
     }
 
     fn on_route_result(
@@ -1075,9 +1078,10 @@ impl Router {
         }
         for case in self.cases.values_mut() {
             if let Snap::Failed { retry_at } = case.snap
-                && retry_at <= now {
-                    case.snap = Snap::Stale;
-                }
+                && retry_at <= now
+            {
+                case.snap = Snap::Stale;
+            }
         }
         let memory = self.settings.finished_memory;
         self.finished.retain(|_, t| now - *t < memory);
@@ -1245,9 +1249,10 @@ impl Router {
         if let Some(id) = plan.disconnect {
             self.start_disconnect_row(now, case_id, &id, out);
         } else if let Some(id) = plan.route
-            && self.in_flight < self.settings.max_in_flight {
-                self.start_route_row(now, case_id, &id, out);
-            }
+            && self.in_flight < self.settings.max_in_flight
+        {
+            self.start_route_row(now, case_id, &id, out);
+        }
     }
 
     fn start_disconnect_row(
@@ -1333,13 +1338,15 @@ impl Router {
             // the mapping was removed meanwhile, or the two disagree. Worth an operator's look.
             let queue = self.rows.get(id).and_then(|r| r.row.queue_id.clone());
             if let (Some(s), Some(q)) = (&snap, queue)
-                && q == s.owner_id && !self.monitored.contains_key(&q) {
-                    out.notify(Notice::ConfigDrift {
+                && q == s.owner_id
+                && !self.monitored.contains_key(&q)
+            {
+                out.notify(Notice::ConfigDrift {
                         message: format!(
                             "row {id} names queue {q} as monitored, but no Interaction Routing Queue maps it (mapping removed, or its queue name no longer matches)"
                         ),
                     });
-                }
+            }
             self.close(now, id, None, note.to_owned(), out);
             return;
         }
@@ -1492,15 +1499,15 @@ impl Router {
         // A newer route row made another interaction the case's own, and that one is live.
         if let Some(r) = &s.last_route_row
             && let Some(own) = &r.interaction_id
-                && r.status == RowStatus::Processed
-                    && *own != li.id
-                    && li.entry_id.as_ref() != Some(&r.id)
-                    && self.live.contains_key(own)
-                {
-                    return Some(format!(
-                        "the case's interaction is {own}, routed by a newer row"
-                    ));
-                }
+            && r.status == RowStatus::Processed
+            && *own != li.id
+            && li.entry_id.as_ref() != Some(&r.id)
+            && self.live.contains_key(own)
+        {
+            return Some(format!(
+                "the case's interaction is {own}, routed by a newer row"
+            ));
+        }
         None
     }
 
@@ -1802,12 +1809,13 @@ impl Router {
         };
         let route = r.event.is_some_and(RowEvent::is_route);
         if let Some(case) = self.cases.get_mut(&case_id)
-            && case.active.as_ref() == Some(id) {
-                case.active = None;
-                if route {
-                    self.in_flight = self.in_flight.saturating_sub(1);
-                }
+            && case.active.as_ref() == Some(id)
+        {
+            case.active = None;
+            if route {
+                self.in_flight = self.in_flight.saturating_sub(1);
             }
+        }
     }
 
     fn release_to_pending(&mut self, id: &RowId) {
@@ -1825,13 +1833,14 @@ impl Router {
     fn forget(&mut self, now: DateTime<Utc>, id: &RowId) {
         self.deactivate(id);
         if let Some(r) = self.rows.remove(id)
-            && let Some(case) = r.row.case_id.as_ref().and_then(|c| self.cases.get_mut(c)) {
-                case.pending.remove(&r.order_key());
-                // A recovery waiting for this case to be idle: read it again now.
-                if case.recover && case.active.is_none() && case.pending.is_empty() {
-                    case.snap = Snap::Stale;
-                }
+            && let Some(case) = r.row.case_id.as_ref().and_then(|c| self.cases.get_mut(c))
+        {
+            case.pending.remove(&r.order_key());
+            // A recovery waiting for this case to be idle: read it again now.
+            if case.recover && case.active.is_none() && case.pending.is_empty() {
+                case.snap = Snap::Stale;
             }
+        }
         self.finished.insert(id.clone(), now);
     }
 }

@@ -149,17 +149,18 @@ impl Story {
             }
             Op::Reply(i) | Op::Close(i) => {
                 if let Some(c) = self.pick(i)
-                    && let Some((wg, _)) = self.last_row.get(&c).cloned() {
-                        if matches!(op, Op::Close(_)) {
-                            if self.w.cases[&c].is_closed {
-                                return;
-                            }
-                            self.w.cases.get_mut(&c).unwrap().is_closed = true;
-                            self.write(&c, "CaseClosed", &wg);
-                        } else {
-                            self.write(&c, "AgentReply", &wg);
+                    && let Some((wg, _)) = self.last_row.get(&c).cloned()
+                {
+                    if matches!(op, Op::Close(_)) {
+                        if self.w.cases[&c].is_closed {
+                            return;
                         }
+                        self.w.cases.get_mut(&c).unwrap().is_closed = true;
+                        self.write(&c, "CaseClosed", &wg);
+                    } else {
+                        self.write(&c, "AgentReply", &wg);
                     }
+                }
             }
             Op::DropPushes(on) => self.drop_pushes = on,
             Op::Switchover { recovery } => self.w.switchover(recovery),

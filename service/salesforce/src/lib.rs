@@ -267,18 +267,19 @@ impl Salesforce {
                     snap.last_closing_event = Some(event);
                 }
             } else if let Some(status) = status.filter(|s| *s != RowStatus::Failed)
-                && snap.last_route_row_at.is_none_or(|t| created > t) {
-                    snap.last_route_row_at = Some(created);
-                    let interaction = field(&n.row_interaction_id);
-                    snap.last_route_row = Some(RowSummary {
-                        id: RowId(field("Id").to_owned()),
-                        status,
-                        workgroup: field(&n.row_workgroup).to_owned(),
-                        interaction_id: (!interaction.is_empty())
-                            .then(|| InteractionId(interaction.to_owned())),
-                        created_date: created,
-                    });
-                }
+                && snap.last_route_row_at.is_none_or(|t| created > t)
+            {
+                snap.last_route_row_at = Some(created);
+                let interaction = field(&n.row_interaction_id);
+                snap.last_route_row = Some(RowSummary {
+                    id: RowId(field("Id").to_owned()),
+                    status,
+                    workgroup: field(&n.row_workgroup).to_owned(),
+                    interaction_id: (!interaction.is_empty())
+                        .then(|| InteractionId(interaction.to_owned())),
+                    created_date: created,
+                });
+            }
         }
         Ok(())
     }

@@ -1326,12 +1326,9 @@ mod tests {
             ]
         );
         let h = s.history();
-        assert!(
-            h.transitions
-                .iter()
-                .any(|t| t.reason.as_deref() == Some("cic_disconnected")
-                    && t.status == Readiness::Down)
-        );
+        assert!(h.transitions.iter().any(
+            |t| t.reason.as_deref() == Some("cic_disconnected") && t.status == Readiness::Down
+        ));
     }
 
     #[test]

@@ -404,14 +404,15 @@ impl World {
                         None => WriteResult::Gone,
                         Some(r) => {
                             if u.status == RowStatus::Processed
-                                && let Some(i) = &u.interaction_id {
-                                    // Invariant: a row is never Processed before its interaction exists.
-                                    assert!(
-                                        self.ix.contains_key(i),
-                                        "row {} marked Processed with unknown interaction {i}",
-                                        u.id
-                                    );
-                                }
+                                && let Some(i) = &u.interaction_id
+                            {
+                                // Invariant: a row is never Processed before its interaction exists.
+                                assert!(
+                                    self.ix.contains_key(i),
+                                    "row {} marked Processed with unknown interaction {i}",
+                                    u.id
+                                );
+                            }
                             r.status = u.status;
                             if let Some(a) = u.attempts {
                                 r.attempts = a;

@@ -11,9 +11,15 @@
 //! and its subdomains (`example.com` and `.example.com` both match `a.example.com`); an IP
 //! address; a CIDR block (`10.0.0.0/8`, `fd00::/8`); any of these with `:port` to match that port
 //! only. Matching ignores case.
+//!
+//! A policy can change while the service runs: [`ProxySource`] holds the current one, and the
+//! clients read it each time they connect or log in again, so a new policy applies to the next
+//! connection. Errors name the proxy a request went through, never its credentials
+//! ([`without_credentials`], [`ProxyPolicy::refusal`]).
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use url::{Host, Url};
 
@@ -56,15 +62,45 @@ impl ProxyPolicy {
         }
         let url = Url::parse(target).ok();
         if let (Some(url), Some(list)) = (&url, set(&self.no_proxy))
-            && no_proxy_matches(list, url) {
-                return None;
-            }
+            && no_proxy_matches(list, url)
+        {
+            return None;
+        }
         match url.as_ref().map(Url::scheme) {
             Some("http") => set(&self.http_proxy).map(str::to_owned),
             _ => set(&self.https_proxy)
                 .or_else(|| set(&self.http_proxy))
                 .map(str::to_owned),
         }
+    }
+
+    /// The proxy a request to `target` goes through, without its credentials (for messages),
+    /// or `None` when it goes direct.
+    pub fn shown_for(&self, target: &str) -> Option<String> {
+        self.for_url(target).map(|p| without_credentials(&p))
+    }
+
+    /// When a request to `target` went through a proxy and its answer is the proxy's own
+    /// refusal ([`is_proxy_refusal`]), the message that says so, naming the proxy without its
+    /// credentials; else `None` (the answer is the target's).
+    pub fn refusal(
+        &self,
+        target: &str,
+        status: u16,
+        proxy_authenticate: bool,
+        via: bool,
+    ) -> Option<String> {
+        let proxy = self.shown_for(target)?;
+        if !is_proxy_refusal(status, proxy_authenticate, via) {
+            return None;
+        }
+        let hint = match status {
+            403 => "the proxy does not serve this client or this target port",
+            _ => "proxy authentication failed: check the user name and password in the proxy URL",
+        };
+        Some(format!(
+            "proxy {proxy} refused the request (HTTP {status}): {hint}"
+        ))
     }
 
     /// True when no request can go through a proxy.
@@ -89,6 +125,77 @@ impl fmt::Debug for ProxyPolicy {
             .field("https_proxy", &show(&self.https_proxy))
             .field("http_proxy", &show(&self.http_proxy))
             .field("no_proxy", &self.no_proxy)
+            .finish()
+    }
+}
+
+/// Whether an error answer to a request sent through a proxy is the proxy's own refusal rather
+/// than the target's answer: a 407 (Proxy Authentication Required), a `Proxy-Authenticate`
+/// challenge, or a 401 / 403 without a `Via` header (a proxy marks every answer it relays with
+/// `Via`, RFC 9110 §7.6.3; tinyproxy refuses a wrong proxy password with a plain 401).
+pub fn is_proxy_refusal(status: u16, proxy_authenticate: bool, via: bool) -> bool {
+    status == 407 || proxy_authenticate || (matches!(status, 401 | 403) && !via)
+}
+
+/// A proxy URL without its user name and password: `http://user:pw@proxy:3128` gives
+/// `http://proxy:3128`. Also for values without a scheme (`user:pw@proxy:3128`).
+pub fn without_credentials(proxy: &str) -> String {
+    let (scheme, rest) = match proxy.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, proxy),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let tail = tail.trim_end_matches('/');
+    match scheme {
+        Some(scheme) => format!("{scheme}://{host}{tail}"),
+        None => format!("{host}{tail}"),
+    }
+}
+
+/// The proxy policy of one side, replaceable while the service runs (an admin page, a reload).
+/// Cheap to clone; clones share the policy. The clients read it when they (re)connect or log in
+/// again and rebuild their HTTP connection pool when its version changed, so a new policy
+/// applies to the next connection, never to one already open.
+#[derive(Clone, Default)]
+pub struct ProxySource {
+    inner: Arc<RwLock<(u64, Arc<ProxyPolicy>)>>,
+}
+
+impl ProxySource {
+    pub fn new(policy: ProxyPolicy) -> Self {
+        ProxySource {
+            inner: Arc::new(RwLock::new((0, Arc::new(policy)))),
+        }
+    }
+
+    /// The current policy and its version (which grows by one with each change).
+    pub fn current(&self) -> (u64, Arc<ProxyPolicy>) {
+        let guard = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        (guard.0, guard.1.clone())
+    }
+
+    /// Replaces the policy; returns false (and keeps the version) when it is the same one.
+    pub fn set(&self, policy: ProxyPolicy) -> bool {
+        let mut guard = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        if *guard.1 == policy {
+            return false;
+        }
+        *guard = (guard.0 + 1, Arc::new(policy));
+        true
+    }
+}
+
+/// Shows the version and the policy, never a proxy's credentials.
+impl fmt::Debug for ProxySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (version, policy) = self.current();
+        f.debug_struct("ProxySource")
+            .field("version", &version)
+            .field("policy", &policy)
             .finish()
     }
 }
@@ -147,15 +254,17 @@ fn entry_matches(entry: &str, host: &Host<&str>, port: Option<u16>) -> bool {
 /// Splits `host:port`, `[v6]:port`, `[v6]`, a bare IPv6 address, or `host`.
 fn split_port(entry: &str) -> (&str, Option<u16>) {
     if let Some(rest) = entry.strip_prefix('[')
-        && let Some((ip, after)) = rest.split_once(']') {
-            let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
-            return (ip, port);
-        }
+        && let Some((ip, after)) = rest.split_once(']')
+    {
+        let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
+        return (ip, port);
+    }
     if entry.matches(':').count() == 1
         && let Some((host, port)) = entry.split_once(':')
-            && let Ok(port) = port.parse() {
-                return (host, Some(port));
-            }
+        && let Ok(port) = port.parse()
+    {
+        return (host, Some(port));
+    }
     (entry, None)
 }
 
@@ -221,6 +330,75 @@ mod tests {
         assert!(ProxyPolicy::direct().is_direct());
         assert!(ProxyPolicy::default().is_direct());
         assert_eq!(env.for_url("https://x.example/"), None, "NO_PROXY=*");
+    }
+
+    #[test]
+    fn credentials_never_shown() {
+        assert_eq!(
+            without_credentials("http://user:pw@127.0.0.1:3128"),
+            "http://127.0.0.1:3128"
+        );
+        assert_eq!(
+            without_credentials("http://u:p@w@proxy:3128/"),
+            "http://proxy:3128"
+        );
+        assert_eq!(without_credentials("user:pw@proxy:3128"), "proxy:3128");
+        assert_eq!(
+            without_credentials("http://proxy:3128"),
+            "http://proxy:3128"
+        );
+        let p = ProxyPolicy {
+            https_proxy: Some("http://user:secretpw@proxy:3128".into()),
+            no_proxy: Some("direct.example".into()),
+            ..ProxyPolicy::default()
+        };
+        assert_eq!(
+            p.shown_for("https://x.example/").as_deref(),
+            Some("http://proxy:3128")
+        );
+        assert_eq!(p.shown_for("https://direct.example/"), None);
+        let msg = p
+            .refusal("https://x.example/", 407, true, false)
+            .unwrap_or_default();
+        assert!(
+            msg.contains("http://proxy:3128") && msg.contains("407"),
+            "{msg}"
+        );
+        assert!(!msg.contains("secretpw"), "{msg}");
+    }
+
+    #[test]
+    fn refusals_are_the_proxys_own_answers() {
+        assert!(is_proxy_refusal(407, false, true));
+        assert!(is_proxy_refusal(400, true, false));
+        // tinyproxy: a wrong proxy password is a 401 of its own, without Via
+        assert!(is_proxy_refusal(401, false, false));
+        assert!(is_proxy_refusal(403, false, false));
+        // relayed answers of the target carry Via
+        assert!(!is_proxy_refusal(401, false, true));
+        assert!(!is_proxy_refusal(403, false, true));
+        assert!(!is_proxy_refusal(500, false, false));
+        // a direct request is never refused by a proxy
+        assert_eq!(
+            ProxyPolicy::direct().refusal("https://x.example/", 407, true, false),
+            None
+        );
+    }
+
+    #[test]
+    fn a_source_changes_version_only_on_change() {
+        let source = ProxySource::new(ProxyPolicy::direct());
+        let (v0, p0) = source.current();
+        assert!(p0.is_direct());
+        assert!(!source.set(ProxyPolicy::direct()));
+        assert_eq!(source.current().0, v0);
+        let clone = source.clone();
+        assert!(clone.set(ProxyPolicy::always("http://u:secretpw@proxy:1")));
+        let (v1, p1) = source.current();
+        assert_eq!(v1, v0 + 1);
+        assert!(!p1.is_direct());
+        let dbg = format!("{source:?}");
+        assert!(!dbg.contains("secretpw"), "{dbg}");
     }
 
     #[test]

@@ -8,11 +8,13 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
+use reqwest::header::{PROXY_AUTHENTICATE, VIA};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use sors_core::model::{
     InteractionId, LiveInteraction, RouteOutcome, RouteRequest, RowId, WorkgroupInfo,
 };
+use sors_core::proxy::ProxyPolicy;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, error, info, warn};
@@ -21,6 +23,7 @@ use crate::config::IcwsConfig;
 use crate::error::IcwsError;
 use crate::session::{Inner, lock};
 use crate::wire;
+use url::Url;
 
 /// Capacity of the event channel; the supervisor waits when the router falls this far behind.
 const EVENT_CHANNEL_CAPACITY: usize = 1024;
@@ -99,27 +102,7 @@ impl Icws {
     /// runtime). The returned receiver carries every [`IcwsEvent`].
     pub fn start(cfg: IcwsConfig) -> Result<(Icws, mpsc::Receiver<IcwsEvent>), IcwsError> {
         let servers = cfg.server_urls()?;
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(cfg.request_timeout)
-            .user_agent(concat!("sors-icws/", env!("CARGO_PKG_VERSION")));
-        // Judged per request: the backup server and redirect targets honour NO_PROXY too.
-        builder = builder.no_proxy();
-        if !cfg.proxy.is_direct() {
-            let policy = cfg.proxy.clone();
-            builder = builder.proxy(reqwest::Proxy::custom(move |url| {
-                policy.for_url(url.as_str())
-            }));
-        }
-        if let Some(path) = &cfg.ca_file {
-            let bad = |why: &str| IcwsError::Config(format!("CA file {}: {why}", path.display()));
-            let pem = std::fs::read(path).map_err(|e| bad(&e.to_string()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|_| bad("not a PEM certificate bundle"))?;
-            builder = builder.tls_certs_merge(certs);
-        }
-        let http = builder
-            .build()
-            .map_err(|e| IcwsError::Config(format!("HTTP client: {}", e.without_url())))?;
+        let http = Mutex::new(Http::build(&cfg)?);
         let (lost_tx, lost_rx) = mpsc::unbounded_channel();
         let (events_tx, events_rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
         let inner = Arc::new(Inner {
@@ -348,5 +331,96 @@ impl Icws {
         }
         serde_json::from_slice(&bytes)
             .map_err(|e| IcwsError::Protocol(format!("configuration/{kind}: {e}")))
+    }
+}
+
+/// The HTTP pool of the client, built for one version of the proxy policy; a connection round
+/// rebuilds it when the policy changed ([`Inner::refresh_http`]).
+#[derive(Clone)]
+pub(crate) struct Http {
+    pub(crate) client: reqwest::Client,
+    /// The policy `client` was built with: errors name the proxy a request went through.
+    proxy: Arc<ProxyPolicy>,
+    version: u64,
+}
+
+impl Http {
+    pub(crate) fn build(cfg: &IcwsConfig) -> Result<Http, IcwsError> {
+        let (version, proxy) = cfg.proxy_now();
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(cfg.request_timeout)
+            .user_agent(concat!("sors-icws/", env!("CARGO_PKG_VERSION")));
+        // Judged per request: the backup server and redirect targets honour NO_PROXY too.
+        builder = builder.no_proxy();
+        if !proxy.is_direct() {
+            let policy = proxy.clone();
+            builder = builder.proxy(reqwest::Proxy::custom(move |url| {
+                policy.for_url(url.as_str())
+            }));
+        }
+        if let Some(path) = &cfg.ca_file {
+            let bad = |why: &str| IcwsError::Config(format!("CA file {}: {why}", path.display()));
+            let pem = std::fs::read(path).map_err(|e| bad(&e.to_string()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|_| bad("not a PEM certificate bundle"))?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| IcwsError::Config(format!("HTTP client: {}", e.without_url())))?;
+        Ok(Http {
+            client,
+            proxy,
+            version,
+        })
+    }
+
+    /// A transport error of a request to `url`, naming the proxy it went through (never the
+    /// proxy's credentials).
+    pub(crate) fn transport(&self, url: &Url, e: reqwest::Error) -> IcwsError {
+        match (IcwsError::transport(e), self.proxy.shown_for(url.as_str())) {
+            (IcwsError::Transport(m), Some(p)) => {
+                IcwsError::Transport(format!("{m} (through proxy {p})"))
+            }
+            (e, _) => e,
+        }
+    }
+
+    /// The proxy's own refusal of the request to `url`, when `resp` is one (a transport error:
+    /// it is not CIC's answer, and it may pass once the proxy is fixed).
+    pub(crate) fn refusal(&self, url: &Url, resp: &reqwest::Response) -> Option<IcwsError> {
+        let h = resp.headers();
+        self.proxy
+            .refusal(
+                url.as_str(),
+                resp.status().as_u16(),
+                h.contains_key(PROXY_AUTHENTICATE),
+                h.contains_key(VIA),
+            )
+            .map(IcwsError::Transport)
+    }
+}
+
+impl Inner {
+    /// The current HTTP pool.
+    pub(crate) fn http(&self) -> Http {
+        lock(&self.http).clone()
+    }
+
+    /// A new pool when the proxy policy changed since the current one was built: called at the
+    /// start of every connection round, so a new policy applies from the next (re)connection.
+    pub(crate) fn refresh_http(&self) {
+        if self.cfg.proxy_now().0 == lock(&self.http).version {
+            return;
+        }
+        match Http::build(&self.cfg) {
+            Ok(http) => {
+                info!(event = "icws.proxy_changed", proxy = ?http.proxy,
+                      "CIC proxy settings changed: new connections use them");
+                *lock(&self.http) = http;
+            }
+            Err(e) => error!(event = "icws.proxy_unusable", error = %e,
+                             "New CIC proxy settings unusable; keeping the old ones"),
+        }
     }
 }

@@ -2,10 +2,11 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
-use sors_core::proxy::ProxyPolicy;
+use sors_core::proxy::{ProxyPolicy, ProxySource};
 use url::Url;
 
 use crate::error::IcwsError;
@@ -68,6 +69,11 @@ pub struct IcwsConfig {
     /// wiring fills it from `[cic] proxy` and the environment).
     #[serde(skip)]
     pub proxy: ProxyPolicy,
+    /// When set, the proxy policy comes from here instead of `proxy`, read at every connection
+    /// round: a policy set while the client runs applies from the next (re)connection on (the
+    /// HTTP pool is rebuilt when the policy changed).
+    #[serde(skip)]
+    pub proxy_source: Option<ProxySource>,
     /// Extra trusted root certificate(s), PEM, for CIC servers with a private or self-signed
     /// certificate (added to the built-in roots).
     pub ca_file: Option<PathBuf>,
@@ -91,6 +97,7 @@ impl fmt::Debug for IcwsConfig {
             .field("session_wait", &self.session_wait)
             .field("health_check_interval", &self.health_check_interval)
             .field("proxy", &proxy)
+            .field("proxy_source", &self.proxy_source)
             .field("ca_file", &self.ca_file)
             .finish()
     }
@@ -112,12 +119,22 @@ impl Default for IcwsConfig {
             session_wait: Duration::from_secs(30),
             health_check_interval: Duration::from_secs(30),
             proxy: ProxyPolicy::default(),
+            proxy_source: None,
             ca_file: None,
         }
     }
 }
 
 impl IcwsConfig {
+    /// The proxy policy to build a connection pool with, and its version: `proxy_source`'s
+    /// current one when set, else `proxy` (version 0, never changes).
+    pub(crate) fn proxy_now(&self) -> (u64, Arc<ProxyPolicy>) {
+        match &self.proxy_source {
+            Some(source) => source.current(),
+            None => (0, Arc::new(self.proxy.clone())),
+        }
+    }
+
     /// Parses `servers` into base URLs (always ending in `/`).
     pub(crate) fn server_urls(&self) -> Result<Vec<Url>, IcwsError> {
         if self.servers.is_empty() {

@@ -36,9 +36,10 @@ impl Inner {
             &self.cfg.user,
             self.cfg.password.expose(),
         );
-        let resp = self
-            .http
-            .post(url)
+        let http = self.http();
+        let resp = http
+            .client
+            .post(url.clone())
             .query(&[("include", "features,version")])
             .timeout(self.cfg.request_timeout)
             .header(ACCEPT, wire::MEDIA_TYPE)
@@ -47,7 +48,10 @@ impl Inner {
             .body(body.to_string())
             .send()
             .await
-            .map_err(|e| fail(IcwsError::transport(e)))?;
+            .map_err(|e| fail(http.transport(&url, e)))?;
+        if let Some(refused) = http.refusal(&url, &resp) {
+            return Err(fail(refused));
+        }
         let status = resp.status();
         let headers = resp.headers().clone();
         let bytes = resp
@@ -139,6 +143,7 @@ impl Inner {
     /// One round over the configured servers, the alternates learned from the last session
     /// and any 503 redirections (at most `max_redirects` followed).
     pub(crate) async fn connect_round(&self, generation: u64) -> Result<Arc<Session>, IcwsError> {
+        self.refresh_http();
         let mut queue: VecDeque<Url> = self.servers.iter().cloned().collect();
         queue.extend(lock(&self.learned_alternates).iter().cloned());
         let mut tried = HashSet::new();

@@ -44,7 +44,8 @@ pub(crate) struct Session {
 pub(crate) struct Inner {
     pub(crate) cfg: IcwsConfig,
     pub(crate) servers: Vec<Url>,
-    pub(crate) http: reqwest::Client,
+    /// Rebuilt by a connection round when the proxy policy changed.
+    pub(crate) http: Mutex<crate::client::Http>,
     pub(crate) session: watch::Sender<Option<Arc<Session>>>,
     /// The watched workgroups and their queue views.
     pub(crate) queues: Mutex<QueueViews>,
@@ -135,7 +136,8 @@ impl Inner {
     ) -> Result<reqwest::RequestBuilder, IcwsError> {
         let url = Self::session_url(s, segments)?;
         let mut rb = self
-            .http
+            .http()
+            .client
             .request(method, url)
             .header(ACCEPT, accept)
             .header("Accept-Language", "en-us")

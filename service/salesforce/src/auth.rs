@@ -6,6 +6,8 @@ use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use quick_xml::events::Event;
+use reqwest::header::{PROXY_AUTHENTICATE, VIA};
+use sors_core::proxy::ProxyPolicy;
 use tracing::{error, info};
 
 use crate::config::{Auth, LoginConfig, Secret};
@@ -39,9 +41,58 @@ impl fmt::Debug for Session {
     }
 }
 
+/// The HTTP pool of login and REST, built for one version of the proxy policy.
+#[derive(Clone)]
+pub(crate) struct Http {
+    pub client: reqwest::Client,
+    /// The policy `client` was built with: errors name the proxy a request went through.
+    pub proxy: Arc<ProxyPolicy>,
+    version: u64,
+}
+
+impl Http {
+    fn build(cfg: &LoginConfig) -> Result<Http> {
+        let (version, proxy) = cfg.proxy_now();
+        let client = crate::http_builder(cfg, &proxy)?
+            .timeout(cfg.request_timeout())
+            .build()
+            .map_err(|e| SfError::Config(format!("HTTP client: {e}")))?;
+        Ok(Http {
+            client,
+            proxy,
+            version,
+        })
+    }
+
+    /// A transport error of a request to `url`, naming the proxy it went through (never the
+    /// proxy's credentials).
+    pub(crate) fn transport(&self, url: &str, e: &reqwest::Error) -> SfError {
+        match (SfError::transport(e), self.proxy.shown_for(url)) {
+            (SfError::Transport(m), Some(p)) => {
+                SfError::Transport(format!("{m} (through proxy {p})"))
+            }
+            (e, _) => e,
+        }
+    }
+
+    /// The proxy's own refusal of the request to `url`, when `resp` is one.
+    pub(crate) fn refusal(&self, url: &str, resp: &reqwest::Response) -> Option<SfError> {
+        let h = resp.headers();
+        self.proxy
+            .refusal(
+                url,
+                resp.status().as_u16(),
+                h.contains_key(PROXY_AUTHENTICATE),
+                h.contains_key(VIA),
+            )
+            .map(SfError::Transport)
+    }
+}
+
 pub(crate) struct TokenStore {
     cfg: Arc<LoginConfig>,
-    http: reqwest::Client,
+    /// Rebuilt by a login when the proxy policy changed since it was built.
+    http: RwLock<Http>,
     stats: Arc<StatsCell>,
     current: RwLock<Option<Arc<Session>>>,
     /// Held while a login runs: everyone else waits for it, then reuses its result.
@@ -49,13 +100,35 @@ pub(crate) struct TokenStore {
 }
 
 impl TokenStore {
-    pub(crate) fn new(cfg: Arc<LoginConfig>, http: reqwest::Client, stats: Arc<StatsCell>) -> Self {
-        Self {
+    pub(crate) fn new(cfg: Arc<LoginConfig>, stats: Arc<StatsCell>) -> Result<Self> {
+        Ok(Self {
+            http: RwLock::new(Http::build(&cfg)?),
             cfg,
-            http,
             stats,
             current: RwLock::new(None),
             gate: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The HTTP pool of login and REST.
+    pub(crate) fn http(&self) -> Http {
+        self.http.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A new pool when the proxy policy changed since the current one was built (called by
+    /// every login, so a new policy applies from the next login on).
+    fn refresh_http(&self) {
+        if self.cfg.proxy_now().0 == self.http().version {
+            return;
+        }
+        match Http::build(&self.cfg) {
+            Ok(http) => {
+                info!(event = "salesforce.proxy.changed", proxy = ?http.proxy,
+                      "Salesforce proxy settings changed: new connections use them");
+                *self.http.write().unwrap_or_else(|p| p.into_inner()) = http;
+            }
+            Err(e) => error!(event = "salesforce.proxy.unusable", error = %e,
+                             "New Salesforce proxy settings unusable; keeping the old ones"),
         }
     }
 
@@ -102,9 +175,11 @@ impl TokenStore {
     }
 
     async fn do_login(&self, relogin: bool) -> Result<Arc<Session>> {
+        self.refresh_http();
+        let http = self.http();
         let result = match &self.cfg.auth {
             Auth::Soap { username, password } => {
-                soap_login(&self.http, &self.cfg, username, password).await
+                soap_login(&http, &self.cfg, username, password).await
             }
             Auth::OAuthPassword {
                 client_id,
@@ -119,7 +194,7 @@ impl TokenStore {
                     ("username", username.as_str()),
                     ("password", password.expose()),
                 ];
-                oauth_login(&self.http, &self.cfg, &form).await
+                oauth_login(&http, &self.cfg, &form).await
             }
             Auth::ClientCredentials {
                 client_id,
@@ -130,7 +205,7 @@ impl TokenStore {
                     ("client_id", client_id.as_str()),
                     ("client_secret", client_secret.expose()),
                 ];
-                oauth_login(&self.http, &self.cfg, &form).await
+                oauth_login(&http, &self.cfg, &form).await
             }
         };
         match result {
@@ -183,7 +258,7 @@ fn origin_of(url: &str) -> Result<String> {
 }
 
 async fn soap_login(
-    http: &reqwest::Client,
+    http: &Http,
     cfg: &LoginConfig,
     username: &str,
     password: &Secret,
@@ -205,15 +280,19 @@ async fn soap_login(
         quick_xml::escape::escape(password.expose())
     );
     let resp = http
+        .client
         .post(&url)
         .header("Content-Type", "text/xml; charset=UTF-8")
         .header("SOAPAction", "login")
         .body(envelope)
         .send()
         .await
-        .map_err(|e| SfError::transport(&e))?;
+        .map_err(|e| http.transport(&url, &e))?;
+    if let Some(refused) = http.refusal(&url, &resp) {
+        return Err(refused);
+    }
     let status = resp.status();
-    let body = resp.text().await.map_err(|e| SfError::transport(&e))?;
+    let body = resp.text().await.map_err(|e| http.transport(&url, &e))?;
     let fields = xml_fields(&body);
     if let Some(fault) = fields.get("faultstring") {
         return Err(SfError::Login(fault.clone()));
@@ -295,19 +374,23 @@ fn xml_fields(xml: &str) -> HashMap<String, String> {
 }
 
 async fn oauth_login(
-    http: &reqwest::Client,
+    http: &Http,
     cfg: &LoginConfig,
     form: &[(&str, &str)],
 ) -> Result<(Secret, SessionInfo)> {
     let url = format!("{}/services/oauth2/token", base(&cfg.login_url));
     let resp = http
+        .client
         .post(&url)
         .form(form)
         .send()
         .await
-        .map_err(|e| SfError::transport(&e))?;
+        .map_err(|e| http.transport(&url, &e))?;
+    if let Some(refused) = http.refusal(&url, &resp) {
+        return Err(refused);
+    }
     let status = resp.status();
-    let body = resp.bytes().await.map_err(|e| SfError::transport(&e))?;
+    let body = resp.bytes().await.map_err(|e| http.transport(&url, &e))?;
     let json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
     let str_of = |k: &str| {
         json.as_ref()

@@ -3,11 +3,12 @@
 //! Every type here is `serde::Deserialize`, so the router reads it straight from its TOML file.
 //! Durations are plain integers in milliseconds (`*_ms`), which reads well in TOML.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use sors_core::backoff::Backoff;
-use sors_core::proxy::ProxyPolicy;
+use sors_core::proxy::{ProxyPolicy, ProxySource};
 
 use crate::error::SfError;
 
@@ -54,6 +55,11 @@ pub struct LoginConfig {
     /// Default: none (the wiring fills it from `[salesforce] proxy` and the environment).
     #[serde(skip)]
     pub proxy: ProxyPolicy,
+    /// When set, the proxy policy comes from here instead of `proxy`, read at every login
+    /// (re-logins too) and streaming handshake: a policy set while the client runs applies to
+    /// the next connection (the HTTP pool is rebuilt when the policy changed).
+    #[serde(skip)]
+    pub proxy_source: Option<ProxySource>,
     /// Timeout of one login or REST request, and of Bayeux requests other than `/meta/connect`.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
@@ -75,10 +81,20 @@ impl LoginConfig {
             soap_api_version: default_soap_api_version(),
             api_version: default_api_version(),
             proxy: ProxyPolicy::default(),
+            proxy_source: None,
             request_timeout_ms: default_request_timeout_ms(),
             query_batch_size: default_query_batch_size(),
             retry: RetryPolicy::default(),
             streaming: StreamingConfig::default(),
+        }
+    }
+
+    /// The proxy policy to build a connection pool with, and its version: `proxy_source`'s
+    /// current one when set, else `proxy` (version 0, never changes).
+    pub(crate) fn proxy_now(&self) -> (u64, Arc<ProxyPolicy>) {
+        match &self.proxy_source {
+            Some(source) => source.current(),
+            None => (0, Arc::new(self.proxy.clone())),
         }
     }
 

@@ -83,12 +83,15 @@ struct Inner {
     stats: Arc<StatsCell>,
 }
 
-pub(crate) fn http_builder(cfg: &LoginConfig) -> Result<reqwest::ClientBuilder> {
+pub(crate) fn http_builder(
+    cfg: &LoginConfig,
+    proxy: &ProxyPolicy,
+) -> Result<reqwest::ClientBuilder> {
     let mut b = reqwest::Client::builder()
         .connect_timeout(cfg.request_timeout())
         .no_proxy();
-    if !cfg.proxy.is_direct() {
-        let policy = cfg.proxy.clone();
+    if !proxy.is_direct() {
+        let policy = proxy.clone();
         b = b.proxy(reqwest::Proxy::custom(move |url| {
             policy.for_url(url.as_str())
         }));
@@ -101,14 +104,10 @@ impl Salesforce {
     pub fn new(cfg: LoginConfig, names: Names) -> Result<Self> {
         cfg.validate()?;
         names.validate()?;
-        let http = http_builder(&cfg)?
-            .timeout(cfg.request_timeout())
-            .build()
-            .map_err(|e| SfError::Config(format!("HTTP client: {e}")))?;
         let cfg = Arc::new(cfg);
         let stats = Arc::new(StatsCell::default());
-        let tokens = Arc::new(TokenStore::new(cfg.clone(), http.clone(), stats.clone()));
-        let rest = Rest::new(http, tokens.clone(), cfg.clone(), stats.clone());
+        let tokens = Arc::new(TokenStore::new(cfg.clone(), stats.clone())?);
+        let rest = Rest::new(tokens.clone(), cfg.clone(), stats.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 cfg,

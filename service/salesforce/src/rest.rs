@@ -20,7 +20,6 @@ pub(crate) const COLLECTION_MAX: usize = 200;
 pub(crate) type Record = Map<String, Value>;
 
 pub(crate) struct Rest {
-    http: reqwest::Client,
     pub(crate) tokens: Arc<TokenStore>,
     cfg: Arc<LoginConfig>,
     stats: Arc<StatsCell>,
@@ -158,17 +157,11 @@ fn is_retryable(err: &SfError) -> bool {
 
 impl Rest {
     pub(crate) fn new(
-        http: reqwest::Client,
         tokens: Arc<TokenStore>,
         cfg: Arc<LoginConfig>,
         stats: Arc<StatsCell>,
     ) -> Self {
-        Self {
-            http,
-            tokens,
-            cfg,
-            stats,
-        }
+        Self { tokens, cfg, stats }
     }
 
     fn data_path(&self, rest: &str) -> String {
@@ -192,8 +185,10 @@ impl Rest {
         loop {
             let session = self.tokens.session().await?;
             let url = format!("{}{}", session.info.instance_url, path);
-            let mut req = self
-                .http
+            // The pool of the current login: a new proxy policy applies from a login on.
+            let http = self.tokens.http();
+            let mut req = http
+                .client
                 .request(method.clone(), &url)
                 .bearer_auth(session.token.expose())
                 .header("Accept", "application/json");
@@ -210,7 +205,12 @@ impl Rest {
                 req = req.json(b);
             }
             self.stats.update(|s| s.calls += 1);
-            let outcome = match req.send().await {
+            // A proxy's own refusal is no answer of Salesforce (no re-login for its 401).
+            let sent = match req.send().await {
+                Ok(resp) => http.refusal(&url, &resp).map_or(Ok(resp), Err),
+                Err(e) => Err(http.transport(&url, &e)),
+            };
+            let outcome = match sent {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     if let Some(limit) = resp
@@ -225,10 +225,10 @@ impl Rest {
                             return Ok(Reply { status, body });
                         }
                         Ok(body) => api_error(status, &body),
-                        Err(e) => SfError::transport(&e),
+                        Err(e) => http.transport(&url, &e),
                     }
                 }
-                Err(e) => SfError::transport(&e),
+                Err(e) => e,
             };
             if outcome.status() == Some(401) {
                 if relogged {

@@ -488,6 +488,9 @@ struct Streamer {
     stop: CancellationToken,
     jar: Arc<reqwest::cookie::Jar>,
     http: reqwest::Client,
+    /// The version of the proxy policy `http` was built with: a handshake rebuilds it when the
+    /// policy changed.
+    proxy_version: u64,
     next_id: u64,
 }
 
@@ -502,7 +505,7 @@ impl Streamer {
         let request_timeout = sf.config().request_timeout();
         let channel = sf.names().channel();
         let jar = Arc::new(reqwest::cookie::Jar::default());
-        let http = Self::build_http(&sf, &jar);
+        let (http, proxy_version) = Self::build_http(&sf, &jar);
         let advised = Advised {
             hold_ms: cfg.default_connect_timeout_ms,
             interval_ms: 0,
@@ -525,18 +528,21 @@ impl Streamer {
             stop,
             jar,
             http,
+            proxy_version,
             next_id: 0,
         }
     }
 
-    /// A fresh connection pool sharing the cookie jar (BAYEUX_BROWSER, sfdc-stream).
-    fn build_http(sf: &Salesforce, jar: &Arc<reqwest::cookie::Jar>) -> reqwest::Client {
-        let built = crate::http_builder(sf.config()).and_then(|b| {
+    /// A fresh connection pool sharing the cookie jar (BAYEUX_BROWSER, sfdc-stream), with the
+    /// current proxy policy, and that policy's version.
+    fn build_http(sf: &Salesforce, jar: &Arc<reqwest::cookie::Jar>) -> (reqwest::Client, u64) {
+        let (version, proxy) = sf.config().proxy_now();
+        let built = crate::http_builder(sf.config(), &proxy).and_then(|b| {
             b.cookie_provider(jar.clone())
                 .build()
                 .map_err(|e| SfError::Config(format!("HTTP client: {e}")))
         });
-        match built {
+        let client = match built {
             Ok(c) => c,
             Err(e) => {
                 // The same settings already built the REST client in Salesforce::new, so this
@@ -548,7 +554,8 @@ impl Streamer {
                     .build()
                     .unwrap_or_default()
             }
-        }
+        };
+        (client, version)
     }
 
     fn id(&mut self) -> String {
@@ -665,6 +672,13 @@ impl Streamer {
                 return;
             }
         };
+        if self.sf.config().proxy_now().0 != self.proxy_version {
+            info!(
+                event = "salesforce.streaming.proxy_changed",
+                "Proxy settings changed: new connection pool for streaming"
+            );
+            (self.http, self.proxy_version) = Self::build_http(&self.sf, &self.jar);
+        }
         let url = format!(
             "{}/cometd/{}",
             session.info.instance_url,
@@ -695,7 +709,7 @@ impl Streamer {
                     margin_ms = self.cfg.watchdog_margin_ms,
                     "Held connect got no answer in time; new connection pool and re-handshake"
                 );
-                self.http = Self::build_http(&self.sf, &self.jar);
+                (self.http, self.proxy_version) = Self::build_http(&self.sf, &self.jar);
                 "connect watchdog expired".to_owned()
             }
             End::Refused(reason) => {

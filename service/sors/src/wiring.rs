@@ -1,5 +1,7 @@
 //! From a tenant directory (config + credentials) to running clients and runtime options.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -8,9 +10,54 @@ use sors_core::router::{FieldNames, Settings};
 use sors_icws::{IcwsConfig, MessagingMode};
 use sors_salesforce::{Auth, LoginConfig, Names, Secret};
 use sors_tenant::config::{CicMessaging, SalesforceAuth};
+use sors_tenant::proxy::ProxySource;
 use sors_tenant::{Config, Credentials, ProcessEnv, proxy_policy};
 
 use crate::runtime::Options;
+
+/// A change applied to a client configuration.
+pub type Adjust<T> = Arc<dyn Fn(&mut T) + Send + Sync>;
+
+/// Adjustments applied to every client configuration and runtime option built from the tenant
+/// directory (the routing supervisor's, the login pages' and the mapping check's): the test
+/// bed's short timings. Empty (nothing changed) in production.
+#[derive(Clone, Default)]
+pub struct Tuning {
+    /// Replaces the runtime options of the config's `[routing]`.
+    pub options: Option<Options>,
+    pub icws: Option<Adjust<IcwsConfig>>,
+    pub salesforce: Option<Adjust<LoginConfig>>,
+}
+
+impl fmt::Debug for Tuning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tuning")
+            .field("options", &self.options)
+            .field("icws", &self.icws.is_some())
+            .field("salesforce", &self.salesforce.is_some())
+            .finish()
+    }
+}
+
+impl Tuning {
+    pub fn icws(&self, mut cfg: IcwsConfig) -> IcwsConfig {
+        if let Some(f) = &self.icws {
+            f(&mut cfg);
+        }
+        cfg
+    }
+
+    pub fn salesforce(&self, mut login: LoginConfig, names: Names) -> (LoginConfig, Names) {
+        if let Some(f) = &self.salesforce {
+            f(&mut login);
+        }
+        (login, names)
+    }
+
+    pub fn options(&self, cfg: &Config) -> Options {
+        self.options.clone().unwrap_or_else(|| options(cfg))
+    }
+}
 
 pub fn salesforce_config(
     cfg: &Config,
@@ -67,6 +114,8 @@ pub fn salesforce_config(
     login.soap_api_version = sc.soap_api_version.clone();
     login.request_timeout_ms = sc.request_timeout_secs.saturating_mul(1000);
     login.proxy = proxy_policy(sc.proxy.as_deref(), &ProcessEnv);
+    // Replaceable at runtime (`ProxySource::set`): the client reads it at every login.
+    login.proxy_source = Some(ProxySource::new(login.proxy.clone()));
     let n = &sc.names;
     let names = Names {
         routing_object: n.routing_object.clone(),
@@ -100,6 +149,7 @@ pub fn icws_config(cfg: &Config, creds: &Credentials) -> anyhow::Result<IcwsConf
         bail!("no CIC credentials in the tenant directory: run `sors credentials set-cic`");
     };
     let cc = &cfg.cic;
+    let proxy = proxy_policy(cc.proxy.as_deref(), &ProcessEnv);
     Ok(IcwsConfig {
         servers: cc.servers.clone(),
         user: c.user.clone(),
@@ -112,7 +162,9 @@ pub fn icws_config(cfg: &Config, creds: &Credentials) -> anyhow::Result<IcwsConf
         },
         poll_interval: Duration::from_millis(cc.poll_interval_ms),
         request_timeout: Duration::from_secs(cc.request_timeout_secs),
-        proxy: proxy_policy(cc.proxy.as_deref(), &ProcessEnv),
+        // Replaceable at runtime (`ProxySource::set`): read at every connection round.
+        proxy_source: Some(ProxySource::new(proxy.clone())),
+        proxy,
         ..IcwsConfig::default()
     })
 }

@@ -10,8 +10,13 @@
 //! and its subdomains (`example.com` and `.example.com` both match `a.example.com`); an IP
 //! address; a CIDR block (`10.0.0.0/8`, `fd00::/8`); any of these with `:port` to match that port
 //! only. Matching ignores case.
+//!
+//! The policy is read from the environment and the config when [`proxy_source`] is called; the
+//! clients read the [`ProxySource`] it returns each time they (re)connect or log in again, so a
+//! policy set later with [`ProxySource::set`] (an admin page, a reload calling [`proxy_policy`]
+//! again) applies to the next connection without a restart.
 
-pub use sors_core::proxy::ProxyPolicy;
+pub use sors_core::proxy::{ProxyPolicy, ProxySource};
 
 use crate::env::Source;
 
@@ -27,6 +32,11 @@ pub fn proxy_policy(config_value: Option<&str>, env: &dyn Source) -> ProxyPolicy
         http_proxy: first_set(env, &["HTTP_PROXY", "http_proxy"]),
         no_proxy: first_set(env, &["NO_PROXY", "no_proxy"]),
     }
+}
+
+/// [`proxy_policy`] as a replaceable source, for the clients' `proxy_source`.
+pub fn proxy_source(config_value: Option<&str>, env: &dyn Source) -> ProxySource {
+    ProxySource::new(proxy_policy(config_value, env))
 }
 
 /// The proxy URL for a request to `target`, or `None` to connect directly (the policy of
@@ -102,6 +112,20 @@ mod tests {
         );
         let none: [(&str, &str); 0] = [];
         assert_eq!(effective_proxy(None, &none, SF), None);
+    }
+
+    #[test]
+    fn a_source_takes_a_reloaded_policy() {
+        let source = proxy_source(None, &[("HTTPS_PROXY", "http://p:1")]);
+        let (v0, p0) = source.current();
+        assert_eq!(p0.for_url(SF).as_deref(), Some("http://p:1"));
+        assert!(source.set(proxy_policy(
+            Some("direct"),
+            &[("HTTPS_PROXY", "http://p:1")]
+        )));
+        let (v1, p1) = source.current();
+        assert!(v1 > v0);
+        assert_eq!(p1.for_url(SF), None);
     }
 
     fn bypassed(no_proxy: &str, target: &str) -> bool {

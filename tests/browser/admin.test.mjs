@@ -553,7 +553,9 @@ test('leak check: no password or token of the run in any file it wrote or any bo
   const printedTo = (f) => f === info.stdout_log || f === info.stderr_log || f.startsWith(info.log_dir + path.sep);
   const hits = scan(files, list, (f, n) => n.label === 'setup token' && printedTo(f));
   const report = hits.map((h) => `${path.relative(RUN, h.file)}:${h.line}: ${h.label} (${h.how})`);
-  assert.ok(files.length > 5, `searched ${files.length} files`);
-  assert.ok(bodyFiles.length > 10, `searched ${bodyFiles.length} response bodies`);
   assert.deepEqual(report, [], `secrets found in what the run wrote (${files.length} files, ${list.length} needles)`);
+  if (!failed) {
+    assert.ok(files.length > 5, `searched ${files.length} files`);
+    assert.ok(bodyFiles.length > 20, `searched ${bodyFiles.length} response bodies`);
+  }
 });

@@ -37,7 +37,8 @@ pub struct Options {
     pub sweep_interval: Duration,
     /// `New` rows younger than this are not yet "missed" by the sweep.
     pub sweep_grace: Duration,
-    /// How long pushes and writes are gathered before one call carries them all.
+    /// The longest a push waits for a fetch already in flight before a call of its own (a
+    /// push with no fetch in flight, and a write with no write in flight, go at once).
     pub batch_window: Duration,
     /// How often the router's timers are checked.
     pub tick: Duration,
@@ -106,9 +107,13 @@ enum Done {
     Input(Input),
     /// The writer's call ended; its results are an input for the router.
     Written(Vec<(RowId, WriteResult)>),
+    /// A fetch of pushed rows ended; its answer is an input for the router.
+    Fetched(Input),
 }
 
-/// Items gathered until `max` are held or `window` has passed since the first one came.
+/// Items gathered only while there is a queue: due at once when the call they feed is idle,
+/// else when `max` are held or `window` has passed since the first one came. So a lone row
+/// never waits for a window, and a burst still shares calls.
 struct Batcher<T> {
     items: Vec<T>,
     due: Option<Instant>,
@@ -133,9 +138,12 @@ impl<T> Batcher<T> {
         }
     }
 
-    /// When the batch must go: at once when full, else when its window ends.
-    fn due(&self, now: Instant) -> Option<Instant> {
-        if self.items.len() >= self.max {
+    /// When the batch must go: nothing held, never; at once when full or when the call it
+    /// feeds is not `busy`; else when its window ends.
+    fn due(&self, now: Instant, busy: bool) -> Option<Instant> {
+        if self.items.is_empty() {
+            None
+        } else if self.items.len() >= self.max || !busy {
             Some(now)
         } else {
             self.due
@@ -175,6 +183,8 @@ struct Runtime {
     writes: Batcher<RowUpdate>,
     /// The one row-write call in flight (writes go one call at a time, in order).
     writer: JoinSet<()>,
+    /// Fetches of pushed rows in flight: pushes wait for them only up to the batch window.
+    fetching: usize,
     /// Every other task started for an effect: dropped (a kill), they all stop.
     tasks: JoinSet<()>,
     scanned: bool,
@@ -196,6 +206,7 @@ impl Runtime {
             done_rx,
             watch_tx,
             writer: JoinSet::new(),
+            fetching: 0,
             tasks: JoinSet::new(),
             scanned: false,
         }
@@ -222,8 +233,11 @@ impl Runtime {
 
         loop {
             let now = Instant::now();
-            let push_due = self.pushes.due(now);
-            let write_due = self.writes.due(now).filter(|_| self.writer.is_empty());
+            let push_due = self.pushes.due(now, self.fetching > 0);
+            let write_due = self
+                .writes
+                .due(now, false)
+                .filter(|_| self.writer.is_empty());
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(ev) = stream_rx.recv() => self.on_stream(ev),
@@ -310,6 +324,10 @@ impl Runtime {
         match done {
             Done::Input(input) => self.feed(input),
             Done::Written(results) => self.feed(Input::Written(results)),
+            Done::Fetched(input) => {
+                self.fetching = self.fetching.saturating_sub(1);
+                self.feed(input)
+            }
         }
     }
 
@@ -423,27 +441,32 @@ impl Runtime {
     fn execute(&mut self, effect: Effect) {
         match effect {
             Effect::FetchRows(ids) => {
-                let sf = self.sf.clone();
+                let (sf, done) = (self.sf.clone(), self.done_tx.clone());
                 let span = info_span!("fetch_rows", count = ids.len());
-                self.spawn_input(span, async move {
-                    Some(match sf.rows_by_ids(&ids).await {
-                        Ok(rows) => {
-                            info!(event = "router.rows_fetched", rows = %joined(rows.iter().map(|r| &r.id)), cases = %joined(rows.iter().filter_map(|r| r.case_id.as_ref())), "Read pushed rows");
-                            Input::Rows {
-                                source: Source::Push,
-                                rows,
+                self.fetching += 1;
+                self.tasks.spawn(
+                    async move {
+                        let input = match sf.rows_by_ids(&ids).await {
+                            Ok(rows) => {
+                                info!(event = "router.rows_fetched", rows = %joined(rows.iter().map(|r| &r.id)), cases = %joined(rows.iter().filter_map(|r| r.case_id.as_ref())), "Read pushed rows");
+                                Input::Rows {
+                                    source: Source::Push,
+                                    rows,
+                                }
                             }
-                        }
-                        // Fetched again after a back-off (the router schedules it).
-                        Err(e) => {
-                            warn!(event = "router.fetch_failed", rows = %joined(&ids), error = %e, "Could not read pushed rows; trying again");
-                            Input::FetchFailed {
-                                ids,
-                                error: e.to_string(),
+                            // Fetched again after a back-off (the router schedules it).
+                            Err(e) => {
+                                warn!(event = "router.fetch_failed", rows = %joined(&ids), error = %e, "Could not read pushed rows; trying again");
+                                Input::FetchFailed {
+                                    ids,
+                                    error: e.to_string(),
+                                }
                             }
-                        }
-                    })
-                });
+                        };
+                        let _ = done.send(Done::Fetched(input));
+                    }
+                    .instrument(span),
+                );
             }
             Effect::ReadMappings => self.read_mappings(),
             Effect::ReadCicConfig => {
@@ -889,37 +912,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_batch_is_due_after_its_window_or_at_once_when_full() {
+    fn a_batch_waits_only_while_its_call_is_busy() {
         let ms = Duration::from_millis;
         let t0 = Instant::now();
         let mut b: Batcher<u32> = Batcher::new(ms(50), 3);
-        assert_eq!(b.due(t0), None, "nothing held, nothing due");
+        assert_eq!(b.due(t0, false), None, "nothing held, nothing due");
+        assert_eq!(b.due(t0, true), None);
         b.add(t0, [1]);
-        assert_eq!(b.due(t0), Some(t0 + ms(50)));
+        assert_eq!(b.due(t0, false), Some(t0), "idle: a lone item goes at once");
+        assert_eq!(
+            b.due(t0, true),
+            Some(t0 + ms(50)),
+            "busy: it waits for the window"
+        );
         b.add(t0 + ms(20), [2]);
         assert_eq!(
-            b.due(t0 + ms(20)),
+            b.due(t0 + ms(20), true),
             Some(t0 + ms(50)),
             "the window runs from the first item"
         );
         let t1 = t0 + ms(30);
         b.add(t1, [3, 4, 5, 6, 7]);
-        assert_eq!(b.due(t1), Some(t1), "full: due at once");
+        assert_eq!(
+            b.due(t1, true),
+            Some(t1),
+            "full: due at once, even when busy"
+        );
         assert_eq!(b.take(t1), vec![1, 2, 3]);
-        assert_eq!(b.due(t1), Some(t1), "left-overs go next");
+        assert_eq!(b.due(t1, true), Some(t1), "left-overs go next");
         assert_eq!(b.take(t1), vec![4, 5, 6]);
         assert_eq!(
-            b.due(t1),
+            b.due(t1, true),
             Some(t1),
             "left-overs go next, even when not full"
         );
         assert_eq!(b.take(t1), vec![7]);
         assert!(b.is_empty());
-        assert_eq!(b.due(t1), None);
+        assert_eq!(b.due(t1, true), None);
         assert!(b.take(t1).is_empty());
         b.add(t1 + ms(5), [8]);
         assert_eq!(
-            b.due(t1 + ms(5)),
+            b.due(t1 + ms(5), true),
             Some(t1 + ms(55)),
             "a new window after a take"
         );

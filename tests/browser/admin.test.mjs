@@ -1,5 +1,5 @@
-// The admin pages (setup, /login, /loginIc, /loginSf, /status; the contract is
-// /tmp/specs/pages.md, kept in the repository's history of the admin module) in a real browser,
+// The admin pages (setup, /login, /loginIc, /loginSf, /status, as the pages contract shared by
+// the server side and this test describes them) in a real browser,
 // against the real `sors serve` binary on an empty tenant directory and the fakes
 // (fakes/testbed/examples/admin_bed.rs): first-run setup with the one-time token, CIC and
 // Salesforce credentials (wrong, through a 503 standby, right), routing starting without a
@@ -111,7 +111,13 @@ async function goto(p, route) {
 async function fill(p, name, value) {
   const el = await p.$(`[name="${name}"]`);
   assert.ok(el, `${pathOf(p)} has a field named ${name}`);
-  const tag = await el.evaluate((e) => e.tagName.toLowerCase());
+  const [tag, type] = await el.evaluate((e) => [e.tagName.toLowerCase(), e.type]);
+  if (type === 'radio') {
+    const radio = await p.$(`input[type="radio"][name="${name}"][value="${value}"]`);
+    assert.ok(radio, `${pathOf(p)}: the choice ${name} offers ${value}`);
+    await radio.click();
+    return;
+  }
   if (tag === 'select') {
     const got = await p.select(`select[name="${name}"]`, value);
     assert.deepEqual(got, [value], `${pathOf(p)}: the select ${name} offers ${value}`);
@@ -362,7 +368,7 @@ let sfForm;
 step('/loginSf with a wrong security token: 422, a readable error, nothing saved', async () => {
   savedBefore = saved();
   sfForm = async (token) => {
-    await page.click('input[type="radio"][name="auth"][value="soap"]');
+    await fill(page, 'auth', 'soap');
     await fill(page, 'username', info.salesforce.username);
     await fill(page, 'password', info.salesforce.password);
     await fill(page, 'security_token', token);

@@ -400,13 +400,17 @@ step('/loginSf with good credentials: saved, on to /status; routing starts witho
   });
   assert.equal(hb.cic.connected, true);
   assert.equal(hb.salesforce.logged_in, true);
-  await goto(page, '/status');
-  assert.match(await page.$eval('#readiness', (e) => e.className), /\bup\b/);
-  const mappings = await page.$$eval('#mappings tr', (trs) =>
-    trs.map((tr) => ({ text: tr.textContent.replace(/\s+/g, ' ').trim(), problem: tr.querySelector('.problem, [data-col="problem"]')?.textContent.trim() ?? null, cells: tr.querySelectorAll('td').length })),
-  );
-  const support = mappings.find((m) => m.cells > 0 && /Support EN/.test(m.text) && /Support_EN/.test(m.text));
-  assert.ok(support, `#mappings has Support EN → Support_EN: ${JSON.stringify(mappings)}`);
+  // The mapping check may still be running: the page is reloaded until it shows.
+  const support = await eventually('/status shows up and the mapping check', async () => {
+    await goto(page, '/status');
+    assert.match(await page.$eval('#readiness', (e) => e.className), /\bup\b/);
+    const mappings = await page.$$eval('#mappings tr', (trs) =>
+      trs.map((tr) => ({ text: tr.textContent.replace(/\s+/g, ' ').trim(), problem: tr.querySelector('.problem, [data-col="problem"]')?.textContent.trim() ?? null, cells: tr.querySelectorAll('td').length })),
+    );
+    const row = mappings.find((m) => m.cells > 0 && /Support EN/.test(m.text) && /Support_EN/.test(m.text));
+    assert.ok(row, `#mappings has Support EN → Support_EN: ${JSON.stringify(mappings)}`);
+    return row;
+  }, { timeout: 15000, interval: 500 });
   assert.equal(support.problem, '', `Support EN's problem cell is empty: ${JSON.stringify(support)}`);
   await screenshot(page, 'status-up');
   const { rows } = await routedCase('first case');

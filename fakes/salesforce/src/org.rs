@@ -481,6 +481,29 @@ impl Org {
             .map(|c| c.user_id.clone())
     }
 
+    /// The org's first user (the one that created its records).
+    pub fn first_user_id(&self) -> Option<String> {
+        self.credentials.first().map(|c| c.user_id.clone())
+    }
+
+    /// Routing rows by `Status__c` as stored (a missing status as `""`), and how many in all,
+    /// read from the status index: no record is visited.
+    pub fn row_counts(&self) -> (usize, BTreeMap<String, usize>) {
+        let mut by_status = BTreeMap::new();
+        let mut total = 0;
+        for (seq, n) in self.store.index_counts(ROW_OBJ, "Status__c") {
+            let status = self
+                .store
+                .get(seq)
+                .and_then(|r| r.str("Status__c"))
+                .unwrap_or_default()
+                .to_owned();
+            *by_status.entry(status).or_insert(0) += n;
+            total += n;
+        }
+        (total, by_status)
+    }
+
     pub fn record(&self, id: &str) -> Option<&Record> {
         self.store.by_id(id).map(|r| &**r)
     }

@@ -319,6 +319,23 @@ impl Store {
         }
     }
 
+    /// The live records of `object` by the value of an indexed `field`: one entry per value,
+    /// with one record holding it (to read the value as stored) and how many hold it. Costs one
+    /// step per distinct value, not per record (the control API's row counts).
+    pub fn index_counts(&self, object: &str, field: &str) -> Vec<(Seq, usize)> {
+        let (Some(o), Some(f)) = (index_object(object), index_field(object, field)) else {
+            return Vec::new();
+        };
+        self.index
+            .get(&(o, f))
+            .map(|keys| {
+                keys.values()
+                    .filter_map(|seqs| Some((*seqs.first()?, seqs.len())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The records of `object` a WHERE clause can match, in creation order: from the indexes
     /// when the clause allows it, else every record of the object. A superset (deleted
     /// records included): the caller evaluates the clause. A single index entry or the object

@@ -933,3 +933,90 @@ async fn org_file_and_actor_helpers() {
         "actor calls are not API calls: only the OAuth and SOAP logins count"
     );
 }
+
+#[tokio::test]
+async fn bulk_cases_go_through_the_trigger_and_are_not_api_calls() {
+    let sf = start().await;
+    let rest = Rest::new(&sf).await;
+    let http = reqwest::Client::new();
+    let ctl = |p: &str| format!("{}/__fake/{p}", sf.base_url());
+    let (status, _, _) = rest.call(reqwest::Method::POST, "/sobjects/PushTopic", Some(json!({"Name": "ObjectRoutingQueue", "ApiVersion": 58.0,
+        "Query": "SELECT Id, Case__c, Status__c FROM Object_Routing_Queue__c WHERE Status__c = 'New'"}))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let before = sf.counters();
+    let resp = http
+        .post(ctl("cases"))
+        .json(&json!({"count": 25, "queue": "Support EN", "fields": {"ObjectRouting_Skills__c": "English"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["created"], 25);
+    let ids = body["ids"].as_array().unwrap();
+    assert_eq!(ids.len(), 25);
+    // Every case got its NewCase row from the trigger, with the mapped workgroup, and a push.
+    let rows = sf
+        .query("SELECT Case__c, Event__c, Workgroup__c, Skills__c, Status__c FROM Object_Routing_Queue__c ORDER BY CreatedDate")
+        .unwrap();
+    assert_eq!(rows.len(), 25);
+    for (row, id) in rows.iter().zip(ids) {
+        assert_eq!(&row["Case__c"], id);
+        assert_eq!(row["Workgroup__c"], "Support_EN");
+        assert_eq!(row["Skills__c"], "English");
+        assert_eq!(row["Status__c"], "New");
+    }
+    let after = sf.counters();
+    assert_eq!(after.api, before.api, "control calls are not API calls");
+    assert_eq!(after.events.published - before.events.published, 25);
+
+    // Row counts from the status index, after one row is processed.
+    let first = sf
+        .query("SELECT Id FROM Object_Routing_Queue__c ORDER BY CreatedDate LIMIT 1")
+        .unwrap();
+    sf.act_as("router@sors.demo")
+        .unwrap()
+        .update(
+            "Object_Routing_Queue__c",
+            first[0]["Id"].as_str().unwrap(),
+            json!({"Status__c": "Processed"}),
+        )
+        .unwrap();
+    let counts: Value = http
+        .get(ctl("row-counts"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        counts,
+        json!({"total": 25, "byStatus": {"New": 24, "Processed": 1}})
+    );
+
+    // The uncounted query.
+    let resp: Value = http
+        .post(ctl("query"))
+        .json(&json!({"soql": "SELECT Id FROM Object_Routing_Queue__c WHERE Status__c = 'New'"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(resp["totalSize"], 24);
+    assert_eq!(resp["records"].as_array().map(Vec::len), Some(24));
+    assert_eq!(sf.counters().api, before.api);
+
+    // Refusals: an unknown queue, a bad query, too many cases.
+    for (path, body) in [
+        ("cases", json!({"count": 1, "queue": "Nope"})),
+        ("cases", json!({"count": 2_000_000, "queue": "Support EN"})),
+        ("cases", json!({"queue": "Support EN"})),
+        ("query", json!({"soql": "SELECT FROM"})),
+    ] {
+        let resp = http.post(ctl(path)).json(&body).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{path} {body}");
+    }
+}

@@ -45,6 +45,32 @@ async fn a_new_case_becomes_exactly_one_interaction_offered_to_a_skilled_agent()
         "only agent3 speaks French in the demo site"
     );
     assert_eq!(bed.cic.counters().interactions_created, 1);
+
+    // The distributions of /metrics saw this row and the calls it took.
+    let addr = bed.service.as_ref().unwrap().http_addr;
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |prefix: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(count("sors_time_to_route_seconds_count"), 1.0, "{text}");
+    assert!(
+        count("sors_salesforce_call_seconds_count{tenant=\"test\",kind=\"query\"}") >= 1.0,
+        "{text}"
+    );
+    assert!(
+        count("sors_salesforce_call_seconds_count{tenant=\"test\",kind=\"login\"}") >= 1.0,
+        "{text}"
+    );
+    assert!(count("sors_icws_call_seconds_count") >= 1.0, "{text}");
+    assert!(text.contains("# TYPE sors_time_to_route_seconds histogram"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

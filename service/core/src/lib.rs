@@ -6,6 +6,7 @@
 
 pub mod backoff;
 pub mod model;
+pub mod observe;
 pub mod proxy;
 pub mod router;
 pub mod rules;

@@ -292,6 +292,11 @@ impl Icws {
         lock(&self.inner.status).clone()
     }
 
+    /// The slot told the latency of every ICWS request (shared with the running client).
+    pub fn observer(&self) -> &sors_core::observe::Observer {
+        &self.inner.cfg.observer
+    }
+
     /// Stops the supervisor, deletes the subscriptions (best effort) and the session. Later
     /// calls fail with [`IcwsError::Shutdown`].
     pub async fn shutdown(&self) {

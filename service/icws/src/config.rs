@@ -77,6 +77,10 @@ pub struct IcwsConfig {
     /// Extra trusted root certificate(s), PEM, for CIC servers with a private or self-signed
     /// certificate (added to the built-in roots).
     pub ca_file: Option<PathBuf>,
+    /// Told the kind and latency of every ICWS request (an empty slot by default; the service
+    /// fills it with its histograms).
+    #[serde(skip)]
+    pub observer: sors_core::observe::Observer,
 }
 
 impl fmt::Debug for IcwsConfig {
@@ -121,6 +125,7 @@ impl Default for IcwsConfig {
             proxy: ProxyPolicy::default(),
             proxy_source: None,
             ca_file: None,
+            observer: sors_core::observe::Observer::default(),
         }
     }
 }

@@ -37,6 +37,7 @@ impl Inner {
             self.cfg.password.expose(),
         );
         let http = self.http();
+        let started = std::time::Instant::now();
         let resp = http
             .client
             .post(url.clone())
@@ -47,8 +48,9 @@ impl Inner {
             .header(CONTENT_TYPE, wire::CONTENT_TYPE)
             .body(body.to_string())
             .send()
-            .await
-            .map_err(|e| fail(http.transport(&url, e)))?;
+            .await;
+        self.cfg.observer.call("POST connection", started.elapsed());
+        let resp = resp.map_err(|e| fail(http.transport(&url, e)))?;
         if let Some(refused) = http.refusal(&url, &resp) {
             return Err(fail(refused));
         }

@@ -158,6 +158,7 @@ impl Inner {
         body: Option<&Value>,
         accept: &str,
     ) -> Result<(StatusCode, Bytes), IcwsError> {
+        let method_name = method.as_str().to_owned();
         let mut rb = self
             .session_request(s, method, segments, accept)?
             .timeout(self.cfg.request_timeout);
@@ -169,7 +170,19 @@ impl Inner {
                 .header(CONTENT_TYPE, wire::CONTENT_TYPE)
                 .body(body.to_string());
         }
-        let resp = rb.send().await.map_err(IcwsError::transport)?;
+        let started = std::time::Instant::now();
+        let sent = rb.send().await;
+        // Time to the answer's headers, failures included; the kind is the method and the
+        // first path segment (`POST interactions`, `PUT messaging`).
+        self.cfg.observer.call(
+            &format!(
+                "{} {}",
+                method_name,
+                segments.first().copied().unwrap_or("")
+            ),
+            started.elapsed(),
+        );
+        let resp = sent.map_err(IcwsError::transport)?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(IcwsError::transport)?;
         Ok((status, bytes))

@@ -279,15 +279,17 @@ async fn soap_login(
         quick_xml::escape::escape(username),
         quick_xml::escape::escape(password.expose())
     );
-    let resp = http
+    let started = std::time::Instant::now();
+    let sent = http
         .client
         .post(&url)
         .header("Content-Type", "text/xml; charset=UTF-8")
         .header("SOAPAction", "login")
         .body(envelope)
         .send()
-        .await
-        .map_err(|e| http.transport(&url, &e))?;
+        .await;
+    cfg.observer.call("login", started.elapsed());
+    let resp = sent.map_err(|e| http.transport(&url, &e))?;
     if let Some(refused) = http.refusal(&url, &resp) {
         return Err(refused);
     }
@@ -379,13 +381,10 @@ async fn oauth_login(
     form: &[(&str, &str)],
 ) -> Result<(Secret, SessionInfo)> {
     let url = format!("{}/services/oauth2/token", base(&cfg.login_url));
-    let resp = http
-        .client
-        .post(&url)
-        .form(form)
-        .send()
-        .await
-        .map_err(|e| http.transport(&url, &e))?;
+    let started = std::time::Instant::now();
+    let sent = http.client.post(&url).form(form).send().await;
+    cfg.observer.call("login", started.elapsed());
+    let resp = sent.map_err(|e| http.transport(&url, &e))?;
     if let Some(refused) = http.refusal(&url, &resp) {
         return Err(refused);
     }

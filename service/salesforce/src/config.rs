@@ -70,6 +70,10 @@ pub struct LoginConfig {
     pub retry: RetryPolicy,
     #[serde(default)]
     pub streaming: StreamingConfig,
+    /// Told the kind and latency of every login and REST call (an empty slot by default; the
+    /// service fills it with its histograms).
+    #[serde(skip)]
+    pub observer: sors_core::observe::Observer,
 }
 
 impl LoginConfig {
@@ -86,6 +90,7 @@ impl LoginConfig {
             query_batch_size: default_query_batch_size(),
             retry: RetryPolicy::default(),
             streaming: StreamingConfig::default(),
+            observer: sors_core::observe::Observer::default(),
         }
     }
 

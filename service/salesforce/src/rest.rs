@@ -206,10 +206,15 @@ impl Rest {
             }
             self.stats.update(|s| s.calls += 1);
             // A proxy's own refusal is no answer of Salesforce (no re-login for its 401).
+            let started = std::time::Instant::now();
             let sent = match req.send().await {
                 Ok(resp) => http.refusal(&url, &resp).map_or(Ok(resp), Err),
                 Err(e) => Err(http.transport(&url, &e)),
             };
+            // Time to the answer's headers, failures included.
+            self.cfg
+                .observer
+                .call(call_kind(&method, path), started.elapsed());
             let outcome = match sent {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
@@ -494,5 +499,24 @@ mod tests {
         assert!(check_id("a0B5g00000XyZabEAF").is_ok());
         assert!(check_id("../x").is_err());
         assert!(check_id("").is_err());
+    }
+}
+
+/// The kind of a REST call, for the latency histogram's `kind` label.
+fn call_kind(method: &Method, path: &str) -> &'static str {
+    if path.contains("/composite/") {
+        "composite"
+    } else if path.ends_with("/query") || path.contains("/query/") {
+        "query"
+    } else if path.ends_with("/limits") {
+        "limits"
+    } else if *method == Method::PATCH {
+        "update"
+    } else if *method == Method::POST {
+        "create"
+    } else if *method == Method::DELETE {
+        "delete"
+    } else {
+        "get"
     }
 }

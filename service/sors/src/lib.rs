@@ -22,9 +22,11 @@ macro_rules! say_raw {
     }};
 }
 
+pub mod admin;
 pub mod check;
 pub mod history;
 pub mod http_server;
+pub mod metrics;
 pub mod runtime;
 pub mod serve;
 pub mod status;

@@ -73,6 +73,11 @@ pub async fn run(
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
+    // Every call's latency goes to this service's histograms.
+    sf.config()
+        .observer
+        .set(shared.metrics().salesforce_observer());
+    icws.observer().set(shared.metrics().icws_observer());
     // Salesforce first: without it there is nothing to route.
     let mut retry = Retry::new(LOGIN_BACKOFF);
     loop {

@@ -23,6 +23,7 @@ use sors_core::router::Status as RouterStatus;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::history::{History, HistoryView, IncidentKind};
+use crate::metrics::Metrics;
 
 const MAX_ALERTS: usize = 50;
 
@@ -122,6 +123,9 @@ pub enum ReasonKind {
     PushLossSuspected,
     OtherRouterActive,
     ApiAllowanceLow,
+    /// No routing runtime runs: CIC or Salesforce credentials (or the CIC server) are not
+    /// entered yet (the `/loginIc` and `/loginSf` pages), or the saved ones cannot be used.
+    NotConfigured,
 }
 
 impl ReasonKind {
@@ -138,6 +142,7 @@ impl ReasonKind {
             ReasonKind::PushLossSuspected => "push_loss_suspected",
             ReasonKind::OtherRouterActive => "other_router_active",
             ReasonKind::ApiAllowanceLow => "api_allowance_low",
+            ReasonKind::NotConfigured => "not_configured",
         }
     }
 
@@ -148,6 +153,7 @@ impl ReasonKind {
             ReasonKind::SalesforceLoggedOut
                 | ReasonKind::CicAuthFailing
                 | ReasonKind::CicDisconnected
+                | ReasonKind::NotConfigured
         )
     }
 }
@@ -229,6 +235,8 @@ pub struct Shared {
     inner: Mutex<Inner>,
     /// What `/history` serves. Locked after `view` when both are (never the other way round).
     history: Mutex<History>,
+    /// The histograms of `/metrics` (they lock themselves).
+    metrics: Metrics,
 }
 
 #[derive(Debug, Default)]
@@ -261,17 +269,52 @@ impl Shared {
             view: Mutex::new(view),
             inner: Mutex::new(Inner::default()),
             history: Mutex::new(History::new(started_at)),
+            metrics: Metrics::new(tenant),
         };
-        shared.set(
+        shared.set_starting_reasons();
+        Arc::new(shared)
+    }
+
+    fn set_starting_reasons(&self) {
+        self.set(
             ReasonKind::SalesforceLoggedOut,
             "Not logged in to Salesforce yet",
         );
-        shared.set(ReasonKind::CicDisconnected, "Not connected to CIC yet");
-        shared.set(
+        self.set(ReasonKind::CicDisconnected, "Not connected to CIC yet");
+        self.set(
             ReasonKind::StreamingDown,
             "Not subscribed to the PushTopic yet",
         );
-        Arc::new(shared)
+    }
+
+    /// Forgets what the last routing runtime reported about its connections and reasons.
+    fn forget_runtime(&self) {
+        {
+            let mut inner = self.inner();
+            inner.reasons.clear();
+            inner.write_call_failing = None;
+            inner.writes_waiting = 0;
+        }
+        self.update(|v| {
+            v.salesforce.logged_in = false;
+            v.salesforce.streaming = Streaming::Connecting;
+            v.cic.connected = false;
+            v.cic.watched_workgroups.clear();
+        });
+    }
+
+    /// No routing runtime runs because the tenant is not configured (`message` says what is
+    /// missing): the only reason, and the status is `down`.
+    pub fn not_configured(&self, message: &str) {
+        self.forget_runtime();
+        self.set(ReasonKind::NotConfigured, message);
+    }
+
+    /// A new routing runtime starts (the first, or one with new credentials or settings):
+    /// the reasons of a fresh start, whatever the previous runtime had reported.
+    pub fn runtime_starting(&self) {
+        self.forget_runtime();
+        self.set_starting_reasons();
     }
 
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -636,7 +679,13 @@ impl Shared {
         self.update(|v| v.routing.reconciliations += 1);
     }
 
+    /// The histograms, for the clients' call observers.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     pub fn routed(&self, ms: i64) {
+        self.metrics.routed(ms);
         let mean = {
             let mut inner = self.inner();
             let t = &mut inner.route_ms_total;
@@ -804,7 +853,8 @@ async fn readyz(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {
-    let body = render_metrics(&s.snapshot());
+    let mut body = render_metrics(&s.snapshot());
+    body.push_str(&s.metrics.render());
     (
         [(
             header::CONTENT_TYPE,
@@ -947,6 +997,12 @@ pub fn render_metrics(v: &StatusView) -> String {
             "gauge",
             "Salesforce daily API request limit.",
             max as f64,
+        );
+        metric(
+            "sors_salesforce_api_remaining",
+            "gauge",
+            "Salesforce daily API requests left (limit - usage, shared with every integration of the org).",
+            max.saturating_sub(used) as f64,
         );
     }
     let _ = writeln!(
@@ -1134,6 +1190,26 @@ mod tests {
         assert_eq!(
             s.snapshot().salesforce.last_error.as_deref(),
             Some("new trouble")
+        );
+    }
+
+    #[test]
+    fn not_configured_is_down_alone_and_a_new_runtime_starts_afresh() {
+        let s = up();
+        s.not_configured("Not configured: enter the CIC credentials");
+        let v = s.snapshot();
+        assert_eq!(v.status, Readiness::Down);
+        assert_eq!(kinds(&s), vec![ReasonKind::NotConfigured]);
+        assert_eq!(v.message, "Not configured: enter the CIC credentials");
+        assert!(!v.cic.connected && !v.salesforce.logged_in);
+        s.runtime_starting();
+        assert_eq!(
+            kinds(&s),
+            vec![
+                ReasonKind::SalesforceLoggedOut,
+                ReasonKind::CicDisconnected,
+                ReasonKind::StreamingDown
+            ]
         );
     }
 
@@ -1371,6 +1447,7 @@ mod tests {
             ReasonKind::PushLossSuspected,
             ReasonKind::OtherRouterActive,
             ReasonKind::ApiAllowanceLow,
+            ReasonKind::NotConfigured,
         ] {
             assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
         }

@@ -11,6 +11,8 @@ mod bed;
 pub mod bench;
 pub mod demo;
 pub mod table;
+/// A real forward proxy (Debian's tinyproxy) for the proxy tests.
+pub mod tinyproxy;
 
 pub use bed::{Bed, BedOptions, fast_options};
 pub use table::{CaseState, RoutingTable, Row, RowEvent, RowStatus, TableError};

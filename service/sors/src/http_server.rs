@@ -2,18 +2,28 @@
 //! a cap on concurrent connections (further ones are closed at once), a deadline for a request's
 //! headers (a client that never finishes its request is dropped), and a longest life per
 //! connection (an idle keep-alive connection is closed). `axum::serve` has none of these.
+//!
+//! With a [`TlsAcceptor`] every connection is HTTPS (the handshake must finish within the
+//! header deadline). Every request carries the client's address as
+//! `axum::extract::ConnectInfo<SocketAddr>` (the admin pages' login rate limit).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::path::Path;
+
 use axum::Router;
+use axum::extract::ConnectInfo;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
 use tracing::{debug, warn};
 
 /// Limits of the status port.
@@ -40,8 +50,70 @@ impl Default for Limits {
 /// How long a connection asked to close may still finish its request.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// Serves `app` on `listener` until `stop` is cancelled.
+/// Why the TLS certificate or key cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} holds no PEM certificate", path.display())]
+    NoCertificate { path: std::path::PathBuf },
+    #[error("{} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)", path.display())]
+    NoKey { path: std::path::PathBuf },
+    #[error("the certificate and key cannot be used together: {0}")]
+    Rustls(String),
+}
+
+/// A TLS acceptor for the status port from PEM files (a certificate chain, server certificate
+/// first, and its private key), HTTP/1.1 only.
+pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| TlsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let cert_pem = read(cert)?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .filter_map(Result::ok)
+        .collect();
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: cert.to_path_buf(),
+        });
+    }
+    let key_pem = read(key)?;
+    let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::NoKey {
+        path: key.to_path_buf(),
+    })?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves `app` on `listener` (plain HTTP) until `stop` is cancelled.
 pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stop: CancellationToken) {
+    serve_with(listener, app, limits, stop, None).await;
+}
+
+/// Serves `app` on `listener` until `stop` is cancelled: HTTPS when `tls` is given.
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    stop: CancellationToken,
+    tls: Option<TlsAcceptor>,
+) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let accepted = tokio::select! {
@@ -62,22 +134,48 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stop: Can
             drop(stream);
             continue;
         };
-        let service = TowerToHyperService::new(app.clone());
+        let app = app.clone();
         let stop = stop.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            serve_connection(stream, peer, service, limits, stop).await;
+            match tls {
+                None => serve_connection(stream, peer, app, limits, stop).await,
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream))
+                            .await;
+                    match handshake {
+                        Ok(Ok(tls_stream)) => {
+                            serve_connection(tls_stream, peer, app, limits, stop).await;
+                        }
+                        Ok(Err(e)) => {
+                            debug!(event = "http.tls_handshake_failed", %peer, error = %e, "TLS handshake with a status client failed");
+                        }
+                        Err(_) => {
+                            debug!(event = "http.tls_handshake_failed", %peer, error = "timed out", "TLS handshake with a status client failed");
+                        }
+                    }
+                }
+            }
             drop(permit);
         });
     }
 }
 
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
+async fn serve_connection<S>(
+    stream: S,
     peer: SocketAddr,
-    service: TowerToHyperService<Router>,
+    app: Router,
     limits: Limits,
     stop: CancellationToken,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().oneshot(req)
+        });
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())

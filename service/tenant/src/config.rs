@@ -23,7 +23,13 @@ pub const ENV_PREFIX: &str = "SORS_";
 
 /// Keys whose default is "not set" (so they do not appear when the defaults are serialized).
 /// A test checks that this list and the struct agree.
-const OPTIONAL_KEYS: [&str; 3] = ["salesforce.proxy", "cic.proxy", "logging.dir"];
+const OPTIONAL_KEYS: [&str; 5] = [
+    "salesforce.proxy",
+    "cic.proxy",
+    "http.tls_cert",
+    "http.tls_key",
+    "logging.dir",
+];
 
 /// All the settings of one tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -312,15 +318,30 @@ impl Default for RoutingConfig {
     }
 }
 
-/// `[http]`: the heartbeat / status / login port.
+/// `[http]`: the heartbeat / status / login port (the admin pages are served there too).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
-    /// Address and port to listen on. Default `127.0.0.1:3000`.
+    /// Address and port to listen on. Default `127.0.0.1:3000`. An address other than the
+    /// loopback (`127.0.0.1`, `::1`) needs `tls_cert` and `tls_key`, or
+    /// `allow_plain_http_on_network = true`.
     pub listen: String,
     /// Origins allowed to read the status endpoints from a browser (the dashboard): `"*"`,
     /// `"null"` (a dashboard opened from a file) or `scheme://host[:port]`. Default `["*"]`.
     pub cors_origins: Vec<String>,
+    /// PEM file with the certificate chain (server certificate first) for HTTPS on the status
+    /// port; relative paths are relative to the tenant directory. Set with `tls_key`. Not set
+    /// by default: plain HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<String>,
+    /// PEM file with the private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1); readable by the
+    /// service user only. Not set by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<String>,
+    /// Serve plain HTTP on an address other than the loopback (admin passwords and the login
+    /// pages would cross the network unencrypted: only behind a TLS-terminating proxy on the
+    /// same host or network segment). Default false.
+    pub allow_plain_http_on_network: bool,
 }
 
 impl Default for HttpConfig {
@@ -328,6 +349,9 @@ impl Default for HttpConfig {
         Self {
             listen: "127.0.0.1:3000".into(),
             cors_origins: vec!["*".into()],
+            tls_cert: None,
+            tls_key: None,
+            allow_plain_http_on_network: false,
         }
     }
 }
@@ -336,6 +360,40 @@ impl HttpConfig {
     /// The listen address; [`Config::load`] has checked that it parses.
     pub fn listen_addr(&self) -> Result<SocketAddr, std::net::AddrParseError> {
         self.listen.parse()
+    }
+
+    /// Whether HTTPS is configured (both `tls_cert` and `tls_key`).
+    pub fn tls_enabled(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
+    }
+
+    /// The certificate and key paths, resolved against the tenant directory `dir`.
+    pub fn tls_paths(&self, dir: &Path) -> Option<(PathBuf, PathBuf)> {
+        let resolve = |p: &str| {
+            let p = Path::new(p);
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                dir.join(p)
+            }
+        };
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => Some((resolve(c), resolve(k))),
+            _ => None,
+        }
+    }
+
+    /// Why this listen address may not be served as configured: plain HTTP on an address
+    /// other than the loopback without `allow_plain_http_on_network`. `None` when it is fine
+    /// (or the address does not parse, which is reported on its own).
+    pub fn plain_http_problem(&self) -> Option<String> {
+        let addr = self.listen_addr().ok()?;
+        if addr.ip().is_loopback() || self.tls_enabled() || self.allow_plain_http_on_network {
+            return None;
+        }
+        Some(format!(
+            "listening on {addr} (beyond this host) needs HTTPS: set tls_cert and tls_key, or allow_plain_http_on_network = true if a TLS proxy protects the port"
+        ))
     }
 }
 
@@ -710,6 +768,31 @@ impl Config {
                 ),
             ));
         }
+        if let Some(why) = self.http.plain_http_problem() {
+            p.push(Problem::new("http.listen", why));
+        }
+        match (&self.http.tls_cert, &self.http.tls_key) {
+            (Some(_), None) => p.push(Problem::new(
+                "http.tls_key",
+                "tls_cert is set without tls_key: set both (or neither)",
+            )),
+            (None, Some(_)) => p.push(Problem::new(
+                "http.tls_cert",
+                "tls_key is set without tls_cert: set both (or neither)",
+            )),
+            _ => {}
+        }
+        for (key, value) in [
+            ("http.tls_cert", &self.http.tls_cert),
+            ("http.tls_key", &self.http.tls_key),
+        ] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                p.push(Problem::new(
+                    key,
+                    "must not be empty; leave it out for plain HTTP",
+                ));
+            }
+        }
         for (i, origin) in self.http.cors_origins.iter().enumerate() {
             if !is_cors_origin(origin) {
                 p.push(Problem::new(
@@ -986,6 +1069,8 @@ mod tests {
         let mut full = Config::default();
         full.salesforce.proxy = Some("http://p:1".into());
         full.cic.proxy = Some("http://p:1".into());
+        full.http.tls_cert = Some("c.pem".into());
+        full.http.tls_key = Some("k.pem".into());
         full.logging.dir = Some("/x".into());
         let mut keys = Vec::new();
         if let Ok(toml::Value::Table(table)) = toml::Value::try_from(full) {

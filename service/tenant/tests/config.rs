@@ -246,6 +246,7 @@ fn write_then_load_round_trips() {
     config.cic.proxy = Some("http://proxy:8080".into());
     config.routing.auto_disconnect_on_reply = false;
     config.http.listen = "0.0.0.0:3001".into();
+    config.http.allow_plain_http_on_network = true;
     config.salesforce.names.case = "ns__Case__c".into();
     config.write(dir.path()).expect("writes");
     let loaded = Config::load_with(dir.path(), &no_env()).expect("loads");
@@ -259,4 +260,50 @@ fn write_then_load_round_trips() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, ["config.toml"]);
+}
+
+#[test]
+fn listening_beyond_the_loopback_needs_tls_or_the_explicit_allowance() {
+    let dir = TempDir::new("cfg-http-tls");
+    let load = |text: &str| {
+        fs::write(dir.path().join("config.toml"), text).unwrap();
+        Config::load_with(dir.path(), &no_env())
+    };
+    for fine in [
+        "[http]\nlisten = \"127.0.0.1:3000\"\n",
+        "[http]\nlisten = \"[::1]:3000\"\n",
+        "[http]\nlisten = \"0.0.0.0:3000\"\nallow_plain_http_on_network = true\n",
+        "[http]\nlisten = \"0.0.0.0:3000\"\ntls_cert = \"secureData/c.pem\"\ntls_key = \"secureData/k.pem\"\n",
+    ] {
+        let cfg = load(fine).unwrap_or_else(|e| panic!("{fine}: {e}"));
+        assert!(cfg.http.plain_http_problem().is_none(), "{fine}");
+    }
+    let refused = problems(load("[http]\nlisten = \"0.0.0.0:3000\"\n").unwrap_err());
+    assert!(
+        refused.iter().any(|p| p.starts_with("http.listen")
+            && p.contains("tls_cert")
+            && p.contains("allow_plain_http_on_network")),
+        "{refused:?}"
+    );
+    let one_sided =
+        problems(load("[http]\nlisten = \"0.0.0.0:3000\"\ntls_cert = \"c.pem\"\n").unwrap_err());
+    assert!(
+        one_sided.iter().any(|p| p.starts_with("http.tls_key")),
+        "{one_sided:?}"
+    );
+    assert!(
+        one_sided.iter().any(|p| p.starts_with("http.listen")),
+        "{one_sided:?}"
+    );
+    let empty = problems(load("[http]\ntls_cert = \"\"\ntls_key = \"k.pem\"\n").unwrap_err());
+    assert!(
+        empty.iter().any(|p| p.starts_with("http.tls_cert")),
+        "{empty:?}"
+    );
+
+    let cfg = load("[http]\ntls_cert = \"secureData/c.pem\"\ntls_key = \"/etc/k.pem\"\n").unwrap();
+    assert!(cfg.http.tls_enabled());
+    let (cert, key) = cfg.http.tls_paths(dir.path()).unwrap();
+    assert_eq!(cert, dir.path().join("secureData/c.pem"));
+    assert_eq!(key, std::path::PathBuf::from("/etc/k.pem"));
 }

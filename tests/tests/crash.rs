@@ -4,7 +4,7 @@
 //!
 //! `cargo test -p sors-system-tests --test crash` runs the short mode (CI);
 //! `… -- --full` (or `SORS_CRASH_FULL=1`) the issue's 2,000 rows × 20 kills;
-//! `SORS_CRASH_SEED=<n>` replays a seed; `--seeds N` runs N seeds in a row (the first the
+//! `SORS_CRASH_SEED=<n>` replays a seed; `SORS_CRASH_ROWS=<n>` sets the burst's rows; `--seeds N` runs N seeds in a row (the first the
 //! replayed one, if any, then random ones) and stops at the first failure. Positional
 //! arguments filter checks by name.
 #![allow(clippy::unwrap_used)] // a test: a panic is the failure report
@@ -121,6 +121,19 @@ fn run_seed(
                     } else {
                         CrashPlan::short(seed)
                     };
+                    // SORS_CRASH_ROWS=N: a bigger burst (issue 13 asks for --full at 10,000
+                    // rows); the settle time grows with it, nothing else is relaxed.
+                    let mut plan = plan;
+                    if let Some(rows) = std::env::var("SORS_CRASH_ROWS")
+                        .ok()
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .filter(|n| *n > 0)
+                    {
+                        plan.rows = rows;
+                        plan.settle = plan
+                            .settle
+                            .max(std::time::Duration::from_secs(rows as u64 / 20));
+                    }
                     println!(
                         "{name}: {} rows, {} kills, the router a separate process",
                         plan.rows, plan.kills

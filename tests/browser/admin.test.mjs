@@ -487,6 +487,9 @@ step('logout ends the session: /login, and admin pages without a session go to /
     const g = await rec.fetch(base + route);
     assert.equal(g.status, 303, `GET ${route} without a session`);
     assert.equal(new URL(g.headers.get('location'), base).pathname, '/login');
+  }
+  // (/status has no POST.)
+  for (const route of ['/loginIc', '/loginSf', '/logout']) {
     const p = await rec.fetch(base + route, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'csrf=x' });
     assert.equal(p.status, 403, `POST ${route} without a session`);
   }

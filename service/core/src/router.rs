@@ -1094,7 +1094,9 @@ impl Router {
 
     // ---------------------------------------------------------------- decisions
 
-    fn cic_ready(&self) -> bool {
+    /// CIC connected, its workgroups and skills read, and a snapshot of every watched queue
+    /// seen: the router can judge rows against CIC. Cheap (no walk of the rows).
+    pub fn cic_ready(&self) -> bool {
         self.cic_up
             && self.config_loaded
             && self.watched.iter().all(|w| self.seen_snapshots.contains(w))

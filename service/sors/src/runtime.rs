@@ -193,6 +193,9 @@ struct Runtime {
     /// Every other task started for an effect: dropped (a kill), they all stop.
     tasks: JoinSet<()>,
     scanned: bool,
+    /// The router's `cic_ready` as the status last heard it: a change is told at once, not at
+    /// the next tick, so readiness follows CIC without a second's lag.
+    told_cic_ready: bool,
 }
 
 impl Runtime {
@@ -214,6 +217,7 @@ impl Runtime {
             fetching: 0,
             tasks: JoinSet::new(),
             scanned: false,
+            told_cic_ready: false,
         }
     }
 
@@ -421,8 +425,11 @@ impl Runtime {
         if sweep && !missed {
             self.shared.sweep_clean();
         }
-        // The status walks every held row: once a tick is plenty for the heartbeat.
-        if tick {
+        // The status walks every held row: once a tick is plenty for the heartbeat, unless
+        // CIC readiness just changed.
+        let cic_ready = self.router.cic_ready();
+        if tick || cic_ready != self.told_cic_ready {
+            self.told_cic_ready = cic_ready;
             self.shared.router_status(self.router.status(), now);
         }
     }

@@ -171,7 +171,7 @@ impl Admin {
             .route("/logout", post(logout))
             .route("/loginIc", get(cic_page).post(cic_post))
             .route("/loginSf", get(salesforce_page).post(salesforce_post))
-            .route("/status", get(status_page))
+            .route("/status", get(status_page).post(no_form))
             .route("/admin.css", get(stylesheet))
             .layer(axum::middleware::map_response(security_headers))
             .with_state(self.clone())
@@ -408,6 +408,20 @@ async fn stylesheet() -> Response {
         pages::CSS,
     )
         .into_response()
+}
+
+/// A POST to a page without a form: refused like any POST without a session.
+async fn no_form(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response {
+    if a.session(&headers).is_none() {
+        return a.forbidden(
+            "You are not logged in (or your session has ended). Log in, then send the form again.",
+        );
+    }
+    a.message(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Not a form",
+        "This page has no form to send.",
+    )
 }
 
 async fn index(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response {

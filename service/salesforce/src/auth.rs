@@ -75,15 +75,22 @@ impl Http {
         }
     }
 
-    /// The proxy's own refusal of the request to `url`, when `resp` is one.
-    pub(crate) fn refusal(&self, url: &str, resp: &reqwest::Response) -> Option<SfError> {
+    /// The proxy's own refusal of the request to `url`, when `resp` is one. With `by_via`
+    /// false only a 407 or a `Proxy-Authenticate` challenge counts (REST: a 401 of Salesforce
+    /// through a proxy that adds no `Via` must still mean "log in again").
+    pub(crate) fn refusal(
+        &self,
+        url: &str,
+        resp: &reqwest::Response,
+        by_via: bool,
+    ) -> Option<SfError> {
         let h = resp.headers();
         self.proxy
             .refusal(
                 url,
                 resp.status().as_u16(),
                 h.contains_key(PROXY_AUTHENTICATE),
-                h.contains_key(VIA),
+                h.contains_key(VIA) || !by_via,
             )
             .map(SfError::Transport)
     }
@@ -290,7 +297,7 @@ async fn soap_login(
         .await;
     cfg.observer.call("login", started.elapsed());
     let resp = sent.map_err(|e| http.transport(&url, &e))?;
-    if let Some(refused) = http.refusal(&url, &resp) {
+    if let Some(refused) = http.refusal(&url, &resp, true) {
         return Err(refused);
     }
     let status = resp.status();
@@ -385,7 +392,7 @@ async fn oauth_login(
     let sent = http.client.post(&url).form(form).send().await;
     cfg.observer.call("login", started.elapsed());
     let resp = sent.map_err(|e| http.transport(&url, &e))?;
-    if let Some(refused) = http.refusal(&url, &resp) {
+    if let Some(refused) = http.refusal(&url, &resp, true) {
         return Err(refused);
     }
     let status = resp.status();

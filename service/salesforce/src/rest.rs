@@ -208,7 +208,7 @@ impl Rest {
             // A proxy's own refusal is no answer of Salesforce (no re-login for its 401).
             let started = std::time::Instant::now();
             let sent = match req.send().await {
-                Ok(resp) => http.refusal(&url, &resp).map_or(Ok(resp), Err),
+                Ok(resp) => http.refusal(&url, &resp, false).map_or(Ok(resp), Err),
                 Err(e) => Err(http.transport(&url, &e)),
             };
             // Time to the answer's headers, failures included.

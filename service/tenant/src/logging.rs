@@ -6,7 +6,8 @@
 //!   chosen by [`log_dir`]; files older than `retention_days` days are removed at start and
 //!   checked again every hour ([`prune_logs`]).
 //! - Journal: with `[logging] journal = true`, every event at info level or above whose field
-//!   `event` starts with `salesforce.`, `icws.` or `router.` is also sent as an RFC 3164 datagram
+//!   `event` starts with `salesforce.`, `icws.` or `router.` (but the per-hop events of one row,
+//!   [`FILE_ONLY_EVENTS`]) is also sent as an RFC 3164 datagram
 //!   to `/dev/log` (read by systemd-journald or a syslog daemon), identifier `sors-<tenant>`,
 //!   facility daemon. Without `/dev/log` a warning is written once and logging carries on.
 
@@ -43,6 +44,14 @@ pub const FILE_SUFFIX: &str = "log";
 pub const SYSLOG_SOCKET: &str = "/dev/log";
 /// Prefixes of the `event` field values that also go to the journal.
 pub const OPERATIONAL_PREFIXES: [&str; 3] = ["salesforce.", "icws.", "router."];
+/// The per-hop events of one row (they let a grep of the log file follow a row): in the log
+/// files only, never in the journal, which would drown in them during a backlog.
+pub const FILE_ONLY_EVENTS: [&str; 4] = [
+    "router.pushed",
+    "router.rows_fetched",
+    "router.raised",
+    "router.rows_written",
+];
 
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Longest datagram sent to the journal; longer messages are cut.
@@ -301,7 +310,7 @@ fn log_file_date(name: &str) -> Option<NaiveDate> {
 
 /// Whether an `event` field value is an operational event (journal-worthy).
 pub fn is_operational(event: &str) -> bool {
-    OPERATIONAL_PREFIXES.iter().any(|p| event.starts_with(p))
+    OPERATIONAL_PREFIXES.iter().any(|p| event.starts_with(p)) && !FILE_ONLY_EVENTS.contains(&event)
 }
 
 /// A layer that sends operational events to the system log socket as RFC 3164 datagrams:
@@ -516,6 +525,12 @@ mod tests {
         assert!(is_operational("router.push_lost"));
         assert!(!is_operational("logging.started"));
         assert!(!is_operational("icwsconnected"));
+        assert!(
+            !is_operational("router.rows_written"),
+            "per-hop events stay in the files"
+        );
+        assert!(!is_operational("router.pushed"));
+        assert!(is_operational("router.routed"));
     }
 
     #[test]

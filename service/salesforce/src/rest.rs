@@ -470,6 +470,25 @@ impl Rest {
     }
 }
 
+/// The kind of a REST call, for the latency histogram's `kind` label.
+fn call_kind(method: &Method, path: &str) -> &'static str {
+    if path.contains("/composite/") {
+        "composite"
+    } else if path.ends_with("/query") || path.contains("/query/") {
+        "query"
+    } else if path.ends_with("/limits") {
+        "limits"
+    } else if *method == Method::PATCH {
+        "update"
+    } else if *method == Method::POST {
+        "create"
+    } else if *method == Method::DELETE {
+        "delete"
+    } else {
+        "get"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -499,24 +518,5 @@ mod tests {
         assert!(check_id("a0B5g00000XyZabEAF").is_ok());
         assert!(check_id("../x").is_err());
         assert!(check_id("").is_err());
-    }
-}
-
-/// The kind of a REST call, for the latency histogram's `kind` label.
-fn call_kind(method: &Method, path: &str) -> &'static str {
-    if path.contains("/composite/") {
-        "composite"
-    } else if path.ends_with("/query") || path.contains("/query/") {
-        "query"
-    } else if path.ends_with("/limits") {
-        "limits"
-    } else if *method == Method::PATCH {
-        "update"
-    } else if *method == Method::POST {
-        "create"
-    } else if *method == Method::DELETE {
-        "delete"
-    } else {
-        "get"
     }
 }

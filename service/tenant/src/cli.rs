@@ -7,7 +7,12 @@
 //!                                 [--client-id ID --client-secret-env VAR]
 //! sors credentials set-cic        --tenant DIR --user U --password-env VAR
 //! sors credentials show           --tenant DIR
+//! sors credentials set-aside      --tenant DIR
 //! ```
+//!
+//! A credential file that does not open (modified, damaged, another format or key) is refused
+//! by every command and never overwritten; `set-aside` moves it to
+//! `encryptData.json.refused-<time>` so that credentials can be entered again.
 //!
 //! `--password-stdin` replaces `--password-env VAR`: the password is the first line of standard
 //! input.
@@ -16,8 +21,8 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use crate::credentials::{
-    CicCredentials, CredentialError, CredentialStore, CredentialSummary, Credentials, KeyOrigin,
-    SalesforceCredentials, Secret,
+    CicCredentials, CredentialError, CredentialStore, CredentialSummary, SalesforceCredentials,
+    Secret,
 };
 use crate::env::Source;
 
@@ -57,37 +62,38 @@ pub fn secret_from_reader(input: &mut dyn BufRead) -> Result<Secret, SecretInput
     Ok(Secret::new(line))
 }
 
-/// What saving credentials did besides saving them.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Saved {
-    /// A credential file that was refused (modified or damaged) was moved here first; the
-    /// other side's credentials, which were in it, must be entered again too.
-    pub set_aside: Option<PathBuf>,
-}
-
-/// The saved credentials to update: those of the file, or none when the file is refused as
-/// modified or damaged (it is then set aside, never overwritten). A wrong or missing key is
-/// still an error: the file is probably fine and the key is what needs restoring.
-fn load_for_update(store: &CredentialStore) -> Result<(Credentials, Saved), CredentialError> {
-    match store.load() {
-        Ok(c) => Ok((c, Saved::default())),
-        Err(e @ (CredentialError::Tampered { .. } | CredentialError::Format { .. })) => {
-            let kept = store.set_aside()?;
-            tracing::warn!(
-                event = "credentials.set_aside",
-                refused = %e,
-                kept = %kept.display(),
-                "The credential file was refused; it is kept aside and new credentials are saved"
-            );
-            Ok((
-                Credentials::default(),
-                Saved {
-                    set_aside: Some(kept),
-                },
-            ))
-        }
-        Err(e) => Err(e),
+/// Moves the credential file of tenant directory `dir` aside (to
+/// `encryptData.json.refused-<time>`, kept for inspection) so that credentials can be entered
+/// again. Only a file that does not open is moved: one that opens with the current key is left
+/// alone ([`CredentialError::NotRefused`]), and so is a missing one ([`CredentialError::NoFile`]).
+/// Returns where the file is kept, and why it was refused.
+pub fn set_aside(dir: &Path) -> Result<(PathBuf, CredentialError), CredentialError> {
+    let store = CredentialStore::open(dir)?;
+    let path = store.path();
+    if !path.exists() {
+        return Err(CredentialError::NoFile {
+            path,
+            what: "nothing to set aside",
+        });
     }
+    let refused = match store.load() {
+        Ok(_) => {
+            return Err(CredentialError::NotRefused {
+                path,
+                key: store.key_origin().to_string(),
+            });
+        }
+        Err(e @ CredentialError::Io { .. }) => return Err(e),
+        Err(e) => e,
+    };
+    let kept = store.set_aside()?;
+    tracing::warn!(
+        event = "credentials.set_aside",
+        refused = %refused,
+        kept = %kept.display(),
+        "The refused credential file was moved aside; credentials can be entered again"
+    );
+    Ok((kept, refused))
 }
 
 fn not_empty(secret: &Secret, what: &'static str) -> Result<(), CredentialError> {
@@ -98,7 +104,8 @@ fn not_empty(secret: &Secret, what: &'static str) -> Result<(), CredentialError>
     }
 }
 
-/// Replaces the Salesforce credentials of tenant directory `dir` (the CIC ones are kept).
+/// Replaces the Salesforce credentials of tenant directory `dir` (the CIC ones are kept). A
+/// credential file that does not open is refused (see [`set_aside`]).
 /// The password (and a client secret, when given) must not be empty; the security token may
 /// be (an org that trusts the router's address needs none).
 pub fn set_salesforce(
@@ -108,13 +115,14 @@ pub fn set_salesforce(
     security_token: Secret,
     client_id: Option<&str>,
     client_secret: Option<Secret>,
-) -> Result<Saved, CredentialError> {
+) -> Result<(), CredentialError> {
     not_empty(&password, "Salesforce password")?;
     if let Some(cs) = &client_secret {
         not_empty(cs, "Salesforce client secret")?;
     }
     let store = CredentialStore::open(dir)?;
-    let (mut credentials, saved) = load_for_update(&store)?;
+    // A file that does not open is refused here (and by save), never overwritten.
+    let mut credentials = store.load()?;
     credentials.salesforce = Some(SalesforceCredentials {
         username: username.to_owned(),
         password,
@@ -129,14 +137,15 @@ pub fn set_salesforce(
         username,
         "Salesforce credentials saved"
     );
-    Ok(saved)
+    Ok(())
 }
 
-/// Replaces the CIC credentials of tenant directory `dir` (the Salesforce ones are kept).
-pub fn set_cic(dir: &Path, user: &str, password: Secret) -> Result<Saved, CredentialError> {
+/// Replaces the CIC credentials of tenant directory `dir` (the Salesforce ones are kept). A
+/// credential file that does not open is refused (see [`set_aside`]).
+pub fn set_cic(dir: &Path, user: &str, password: Secret) -> Result<(), CredentialError> {
     not_empty(&password, "CIC password")?;
     let store = CredentialStore::open(dir)?;
-    let (mut credentials, saved) = load_for_update(&store)?;
+    let mut credentials = store.load()?;
     credentials.cic = Some(CicCredentials {
         user: user.to_owned(),
         password,
@@ -148,7 +157,7 @@ pub fn set_cic(dir: &Path, user: &str, password: Secret) -> Result<Saved, Creden
         user,
         "CIC credentials saved"
     );
-    Ok(saved)
+    Ok(())
 }
 
 /// Describes which credentials tenant directory `dir` holds: user names, never secrets. Fails
@@ -161,10 +170,7 @@ pub fn show(dir: &Path) -> Result<String, CredentialError> {
 fn format_summary(file: &Path, s: &CredentialSummary) -> String {
     let present = |yes: bool| if yes { "present" } else { "not set" };
     let mut out = format!("credential file: {}\n", file.display());
-    out.push_str(&match &s.key_origin {
-        KeyOrigin::Env => "key: from SORS_CREDENTIAL_KEY\n".to_owned(),
-        KeyOrigin::File(path) => format!("key: {}\n", path.display()),
-    });
+    out.push_str(&format!("key: {}\n", s.key_origin));
     match &s.salesforce_username {
         Some(user) => {
             out.push_str(&format!(

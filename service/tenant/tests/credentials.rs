@@ -370,9 +370,9 @@ fn cli_secret_inputs() {
 }
 
 /// Issue 8: "enter those credentials again" must work after a refusal, and keep the refused
-/// file rather than overwrite it.
+/// file rather than overwrite it: saving is refused until the operator sets the file aside.
 #[test]
-fn credentials_refused_as_modified_can_be_entered_again() {
+fn credentials_refused_as_modified_can_be_entered_again_after_set_aside() {
     let dir = TempDir::new("cred-reenter");
     cli::set_cic(dir.path(), "sors_service", Secret::new(CIC_PASSWORD)).unwrap();
     let store = CredentialStore::open(dir.path()).unwrap();
@@ -383,19 +383,38 @@ fn credentials_refused_as_modified_can_be_entered_again() {
         Err(CredentialError::Tampered { .. })
     ));
 
-    let saved = cli::set_cic(dir.path(), "sors_service", Secret::new("new-cic-secret")).unwrap();
-    let kept = saved.set_aside.expect("the refused file is set aside");
+    // A save is refused, the file is left as it was, and the error says what to do.
+    let err = cli::set_cic(dir.path(), "sors_service", Secret::new("new-cic-secret")).unwrap_err();
+    assert!(matches!(err, CredentialError::Tampered { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains(&store.path().display().to_string()), "{text}");
+    assert!(
+        text.contains("sors credentials set-aside --tenant"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read(store.path()).unwrap(), tampered);
+
+    let (kept, why) = cli::set_aside(dir.path()).unwrap();
+    assert!(matches!(why, CredentialError::Tampered { .. }), "{why}");
     assert_eq!(
         std::fs::read(&kept).unwrap(),
         tampered,
         "kept byte for byte"
     );
     assert!(kept.to_string_lossy().contains("encryptData.json.refused-"));
+    assert!(!store.path().exists());
+    cli::set_cic(dir.path(), "sors_service", Secret::new("new-cic-secret")).unwrap();
     let loaded = store.load().unwrap();
     assert_eq!(loaded.cic.unwrap().password.expose(), "new-cic-secret");
-    // a readable file is updated in place, nothing set aside
-    let again = cli::set_cic(dir.path(), "sors_service", Secret::new("third")).unwrap();
-    assert_eq!(again.set_aside, None);
+
+    // A readable file is not set aside, and a missing one neither.
+    let good = std::fs::read(store.path()).unwrap();
+    let err = cli::set_aside(dir.path()).unwrap_err();
+    assert!(matches!(err, CredentialError::NotRefused { .. }), "{err}");
+    assert_eq!(std::fs::read(store.path()).unwrap(), good);
+    let empty = TempDir::new("cred-reenter-none");
+    let err = cli::set_aside(empty.path()).unwrap_err();
+    assert!(matches!(err, CredentialError::NoFile { .. }), "{err}");
 }
 
 #[test]

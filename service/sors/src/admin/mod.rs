@@ -54,6 +54,9 @@ use security::{
 };
 use settings::Setting;
 
+/// A refusal page (boxed: a response is large).
+type Refused = Box<Response>;
+
 /// The policy of every admin page.
 pub const ADMIN_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
@@ -204,6 +207,14 @@ impl Admin {
         self.page(status, pages::message(&self.tenant, title, text, link))
     }
 
+    fn refuse(&self, text: &str) -> Refused {
+        Box::new(self.forbidden(text))
+    }
+
+    fn refuse_internal(&self, what: &str, e: &dyn std::fmt::Display) -> Refused {
+        Box::new(self.internal(what, e))
+    }
+
     fn forbidden(&self, text: &str) -> Response {
         self.message(StatusCode::FORBIDDEN, "Not allowed", text)
     }
@@ -218,16 +229,16 @@ impl Admin {
     }
 
     /// A POST of a signed-in administrator: the session and its CSRF token, else a 403 page.
-    fn authorize(&self, req: &Form) -> Result<Session, Response> {
+    fn authorize(&self, req: &Form) -> Result<Session, Refused> {
         let Some(session) = self.session(&req.headers) else {
             warn!(event = "admin.session_missing", tenant = %self.tenant, client = %req.client, path = %req.path, "A form was sent without an admin session");
-            return Err(self.forbidden(
+            return Err(self.refuse(
                 "You are not logged in (or your session has ended). Log in, then send the form again.",
             ));
         };
         if !same(&session.csrf, req.get("csrf")) {
             warn!(event = "admin.csrf_refused", tenant = %self.tenant, client = %req.client, path = %req.path, "A form's CSRF token did not match");
-            return Err(self.forbidden(
+            return Err(self.refuse(
                 "This form did not come from this service's own page (its security token does not match). Open the page again and send the form from there.",
             ));
         }
@@ -235,11 +246,11 @@ impl Admin {
     }
 
     /// A POST of `/setup` or `/login`: the pre-session cookie and the form's token must match.
-    fn authorize_presession(&self, req: &Form) -> Result<(), Response> {
+    fn authorize_presession(&self, req: &Form) -> Result<(), Refused> {
         let cookie = security::cookie(&req.headers, CSRF_COOKIE).unwrap_or_default();
         if cookie.is_empty() || !same(&Secret::new(cookie), req.get("csrf")) {
             warn!(event = "admin.csrf_refused", tenant = %self.tenant, client = %req.client, path = %req.path, "A form's CSRF token did not match");
-            return Err(self.forbidden(
+            return Err(self.refuse(
                 "This form did not come from this service's own page (its security token does not match). Open the page again and send the form from there.",
             ));
         }
@@ -261,14 +272,14 @@ impl Admin {
         }
     }
 
-    fn load(&self) -> Result<(Config, CredentialStore, Credentials), Response> {
-        let cfg =
-            Config::load(&self.dir).map_err(|e| self.internal("config.toml cannot be used", &e))?;
+    fn load(&self) -> Result<(Config, CredentialStore, Credentials), Refused> {
+        let cfg = Config::load(&self.dir)
+            .map_err(|e| self.refuse_internal("config.toml cannot be used", &e))?;
         let store = CredentialStore::open(&self.dir)
-            .map_err(|e| self.internal("the credentials cannot be opened", &e))?;
+            .map_err(|e| self.refuse_internal("the credentials cannot be opened", &e))?;
         let creds = store
             .load()
-            .map_err(|e| self.internal("the credentials cannot be read", &e))?;
+            .map_err(|e| self.refuse_internal("the credentials cannot be read", &e))?;
         Ok((cfg, store, creds))
     }
 
@@ -280,9 +291,9 @@ impl Admin {
         old_cfg_text: Option<String>,
         settings: &[Setting],
         creds: &Credentials,
-    ) -> Result<(), Response> {
+    ) -> Result<(), Refused> {
         settings::save(&self.dir, settings)
-            .map_err(|e| self.internal("config.toml could not be saved", &e))?;
+            .map_err(|e| self.refuse_internal("config.toml could not be saved", &e))?;
         if let Err(e) = store.save(creds) {
             let path = self.dir.join(sors_tenant::config::CONFIG_FILE);
             match old_cfg_text {
@@ -293,7 +304,7 @@ impl Admin {
                     let _ = std::fs::remove_file(&path);
                 }
             }
-            return Err(self.internal("the credentials could not be saved", &e));
+            return Err(self.refuse_internal("the credentials could not be saved", &e));
         }
         self.check_cache_clear();
         self.reload.send_modify(|n| *n += 1);
@@ -306,12 +317,12 @@ impl Admin {
         }
     }
 
-    fn csrf_cookie(&self, headers: &HeaderMap) -> Result<(String, bool), Response> {
+    fn csrf_cookie(&self, headers: &HeaderMap) -> Result<(String, bool), Refused> {
         match security::cookie(headers, CSRF_COOKIE).filter(|c| c.len() == 43) {
             Some(c) => Ok((c, false)),
             None => security::random_token()
                 .map(|t| (t.expose().to_owned(), true))
-                .map_err(|e| self.internal("making a form token", &e)),
+                .map_err(|e| self.refuse_internal("making a form token", &e)),
         }
     }
 
@@ -323,7 +334,7 @@ impl Admin {
     ) -> Response {
         let (csrf, fresh) = match self.csrf_cookie(headers) {
             Ok(x) => x,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let mut res = self.page(status, render(&csrf));
         if fresh {
@@ -450,7 +461,7 @@ async fn setup_post(State(a): State<Arc<Admin>>, req: Request) -> Response {
     }
     let form = Form::read(req).await;
     if let Err(r) = a.authorize_presession(&form) {
-        return r;
+        return *r;
     }
     if let Some(wait) = a.limiter.blocked(form.client) {
         return rate_limited(&a, &form, wait);
@@ -536,7 +547,7 @@ async fn login_post(State(a): State<Arc<Admin>>, req: Request) -> Response {
     }
     let form = Form::read(req).await;
     if let Err(r) = a.authorize_presession(&form) {
-        return r;
+        return *r;
     }
     if let Some(wait) = a.limiter.blocked(form.client) {
         return rate_limited(&a, &form, wait);
@@ -571,7 +582,7 @@ async fn logout(State(a): State<Arc<Admin>>, req: Request) -> Response {
     let form = Form::read(req).await;
     let session = match a.authorize(&form) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     a.sessions.remove(&session.id);
     info!(event = "admin.logout", tenant = %a.tenant, client = %form.client, "Admin logged out");
@@ -609,7 +620,7 @@ async fn cic_page(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response {
     };
     let (cfg, _, creds) = match a.load() {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     a.page(
         StatusCode::OK,
@@ -626,12 +637,12 @@ async fn cic_post(State(a): State<Arc<Admin>>, req: Request) -> Response {
     let form = Form::read(req).await;
     let session = match a.authorize(&form) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let _saving = a.saving.lock().await;
     let (cfg, store, creds) = match a.load() {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let saved = creds.cic.clone();
     let entered = CicForm {
@@ -748,7 +759,7 @@ async fn cic_post(State(a): State<Arc<Admin>>, req: Request) -> Response {
     }
     let old_text = a.config_text();
     if let Err(r) = a.save(&store, old_text, &changes, &new_creds) {
-        return r;
+        return *r;
     }
     info!(event = "admin.cic_saved", tenant = %a.tenant, user = %entered.user, servers = %shown, "CIC settings and credentials saved; routing restarts with them");
     if new_creds.salesforce.is_none() {
@@ -804,7 +815,7 @@ async fn salesforce_page(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Res
     };
     let (cfg, _, creds) = match a.load() {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     a.page(
         StatusCode::OK,
@@ -821,12 +832,12 @@ async fn salesforce_post(State(a): State<Arc<Admin>>, req: Request) -> Response 
     let form = Form::read(req).await;
     let session = match a.authorize(&form) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let _saving = a.saving.lock().await;
     let (cfg, store, creds) = match a.load() {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let saved = creds.salesforce.clone().unwrap_or_default();
     let shown = salesforce_form(&cfg, &creds);
@@ -987,7 +998,7 @@ async fn salesforce_post(State(a): State<Arc<Admin>>, req: Request) -> Response 
     }
     let old_text = a.config_text();
     if let Err(r) = a.save(&store, old_text, &changes, &new_creds) {
-        return r;
+        return *r;
     }
     info!(event = "admin.salesforce_saved", tenant = %a.tenant, login_url = %login_url, "Salesforce settings and credentials saved; routing restarts with them");
     see_other("/status")

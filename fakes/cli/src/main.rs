@@ -3,8 +3,10 @@
 //! `sors-fakes salesforce --listen 127.0.0.1:8443 [--org org.toml] [--connect-hold-secs N]`
 //! `sors-fakes icws --primary 127.0.0.1:8018 --backup 127.0.0.1:8019 [--site site.toml]`
 //!
-//! Each prints its URL(s) once ready and serves until Ctrl-C. Their control APIs are under
-//! `/__fake/` (see fakes/salesforce/README.md and fakes/icws/README.md).
+//! Each prints its URL(s) once ready and serves until Ctrl-C (or SIGTERM, or with
+//! `--exit-on-stdin-eof` until its standard input ends: a parent that started it with a pipe went
+//! away, as `sors bench` does). Their control APIs are under `/__fake/` (see
+//! fakes/salesforce/README.md and fakes/icws/README.md).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,6 +26,9 @@ use sors_fake_salesforce::{FakeSalesforce, FakeSalesforceConfig, OrgSpec};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Also stop when standard input reaches end of file (the parent that holds the pipe ended).
+    #[arg(long, global = true)]
+    exit_on_stdin_eof: bool,
 }
 
 #[derive(Subcommand)]
@@ -61,7 +66,9 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let stop = stop_signal(cli.exit_on_stdin_eof);
+    match cli.command {
         Command::Salesforce {
             listen,
             org,
@@ -80,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
             cfg.streaming.connect_hold = Duration::from_secs(connect_hold_secs);
             let sf = FakeSalesforce::start(cfg).await?;
             println!("{}", sf.base_url());
-            tokio::signal::ctrl_c().await?;
+            stop.await;
             sf.shutdown().await;
         }
         Command::Icws {
@@ -101,9 +108,34 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             println!("primary {}", cic.primary_url());
             println!("backup {}", cic.backup_url());
-            tokio::signal::ctrl_c().await?;
+            stop.await;
             cic.shutdown().await;
         }
     }
     Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM. With `stdin_eof`, a thread also ends the process when
+/// standard input reaches end of file (a blocking read on a thread of its own, so it never holds
+/// up the runtime's shutdown).
+async fn stop_signal(stdin_eof: bool) {
+    if stdin_eof {
+        std::thread::spawn(|| {
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+            std::process::exit(0);
+        });
+    }
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
 }

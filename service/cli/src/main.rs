@@ -31,16 +31,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Routes a burst of cases through the fakes and prints what it cost.
+    /// Benchmarks the router as production runs it (fakes and `sors serve` as separate
+    /// processes); prints the report table and writes it as JSON (see BENCHMARKS.md). Exits 1
+    /// when a row was not routed exactly once.
     #[cfg(feature = "testbed")]
     Bench {
-        /// Cases in the burst.
-        #[arg(long, default_value_t = 1000)]
-        rows: usize,
-        #[arg(long, default_value_t = 32)]
-        max_in_flight: usize,
-        #[arg(long, default_value_t = 50)]
-        batch_window_ms: u64,
+        /// B1 backlog sizes, comma-separated (default 10000,100000; with --quick 200).
+        #[arg(long, value_delimiter = ',')]
+        rows: Vec<usize>,
+        /// A seconds-long run (CI): B1 at 200 rows, B2 for 3 s, B3 100 + 10 rows, B4, B5.
+        #[arg(long)]
+        quick: bool,
+        /// Only these figures, e.g. B1,B3 (default: all).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Where the JSON report is written.
+        #[arg(long, default_value = "target/bench/report.json")]
+        json: PathBuf,
+        /// The sors-fakes binary (default: the one next to this binary).
+        #[arg(long)]
+        fakes_bin: Option<PathBuf>,
     },
     /// Runs the routing service of one tenant directory.
     Serve {
@@ -221,17 +231,24 @@ fn main() -> anyhow::Result<()> {
         #[cfg(feature = "testbed")]
         Command::Bench {
             rows,
-            max_in_flight,
-            batch_window_ms,
+            quick,
+            only,
+            json,
+            fakes_bin,
         } => {
             let report = rt.block_on(sors_testbed::bench::run(
                 sors_testbed::bench::BenchOptions {
                     rows,
-                    max_in_flight,
-                    batch_window: std::time::Duration::from_millis(batch_window_ms),
+                    quick,
+                    only,
+                    json,
+                    fakes_bin,
                 },
             ))?;
             sors::say_raw!("{report}");
+            if !report.violations.is_empty() {
+                std::process::exit(1);
+            }
             Ok(())
         }
         #[cfg(feature = "testbed")]

@@ -530,6 +530,32 @@ step('a fresh browser without a session lands on /login; the admin password set 
   }
 });
 
+step('the login is rate-limited: after a few wrong admin passwords, 429 with a readable page', async () => {
+  const ctx = await browser.createBrowserContext();
+  const p = await ctx.newPage();
+  await p.setViewport({ width: 1100, height: 800 });
+  track(p);
+  try {
+    await goto(p, '/login');
+    let status = 0;
+    let tries = 0;
+    // The contract's example is 5 failures a minute per address; at most 8 tries are made.
+    while (tries < 8) {
+      tries += 1;
+      if (!(await p.$('[name="password"]'))) await goto(p, '/login');
+      if (!(await p.$('[name="password"]'))) break;
+      await fill(p, 'password', ADMIN_WRONG);
+      status = (await submit(p, 'password')).status();
+      if (status === 429) break;
+    }
+    assert.equal(status, 429, `429 after ${tries} wrong passwords`);
+    assertReadable((await text(p, '#form-error')) ?? (await text(p, 'main')), 'the rate-limit page');
+    await screenshot(p, 'login-rate-limited');
+  } finally {
+    await ctx.close();
+  }
+});
+
 step('pages use only /admin.css: no inline style or script blocked, no page errors, contract headers', async () => {
   const css = rec.bodies.filter((b) => new URL(b.url).pathname === '/admin.css' && b.status === 200);
   assert.ok(css.length > 0, '/admin.css was loaded');

@@ -4,7 +4,7 @@
 //! timeouts, no credentials), so the pages' first-run setup is what the browser meets.
 //!
 //! ```text
-//! cargo build -p sors-cli -p sors-testbed --example admin_bed
+//! cargo build -p sors-cli -p sors-testbed --bin sors --example admin_bed
 //! SORS_BIN=target/debug/sors target/debug/examples/admin_bed [--dir TENANT_DIR]
 //! ```
 //!

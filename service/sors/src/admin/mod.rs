@@ -307,6 +307,11 @@ impl Admin {
             return Err(self.refuse_internal("the credentials could not be saved", &e));
         }
         self.check_cache_clear();
+        if creds.cic.is_some() && creds.salesforce.is_some() {
+            // Shown at once (the next page is /status); the supervisor says the same as soon
+            // as it has started the new runtime.
+            self.shared.runtime_starting();
+        }
         self.reload.send_modify(|n| *n += 1);
         Ok(())
     }

@@ -347,7 +347,7 @@ pub fn status(tenant: &str, csrf: &str, view: &StatusView, table: MappingTable<'
                                 tr class=(if m.problem().is_some() { "bad" } else { "ok" }) {
                                     td.queue { (m.queue) }
                                     td.workgroup { (m.workgroup) }
-                                    td.skills { (m.skills_problem.as_deref().unwrap_or(if report.cic_skills.is_some() { "readable" } else { "" })) }
+                                    td.skills { (m.skills_problem.as_deref().unwrap_or_default()) }
                                     td.problem { (m.problem().unwrap_or_default()) }
                                 }
                             }

@@ -223,7 +223,7 @@ pub enum CredentialError {
     },
     /// `SORS_CREDENTIAL_KEY_FILE` is set but names no file.
     #[error(
-        "{KEY_FILE_ENV} names {}, which does not exist: point it at the key file (32 bytes, mode 0600) or unset it",
+        "{KEY_FILE_ENV} names '{}', which does not exist: point it at the key file (32 bytes, mode 0600) or unset it",
         path.display()
     )]
     MissingKeyFile {
@@ -373,7 +373,7 @@ pub enum CredentialError {
 }
 
 /// A 32-byte AES key.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 struct Key([u8; 32]);
 
 impl fmt::Debug for Key {

@@ -287,16 +287,29 @@ async fn the_pages_validate_save_and_start_routing_live() {
     // Only the standby named: its 503 is followed to the active server; saved.
     let standby_only = b.cic("sors", CIC_PW, &backup, "").await;
     assert_eq!(
-        (standby_only.status, standby_only.location.as_str()),
-        (StatusCode::SEE_OTHER, "/loginSf"),
+        standby_only.status,
+        StatusCode::SEE_OTHER,
         "{}",
         standby_only.body
     );
+    assert!(
+        standby_only.location.starts_with("/loginSf?saved=cic&via=")
+            && standby_only.location.ends_with("&standby=1"),
+        "the next page says the standby was passed over: {}",
+        standby_only.location
+    );
+    let told = b.get(&standby_only.location).await;
+    assert!(
+        told.body.contains(r#"id="notice""#) && told.body.contains("did not take the connection"),
+        "{}",
+        told.body
+    );
     // Then the pair, primary first.
     let pair = b.cic("sors", "", &primary, &backup).await;
-    assert_eq!(
-        pair.location, "/loginSf",
-        "an empty password keeps the saved one: {}",
+    assert!(
+        pair.location.starts_with("/loginSf?saved=cic&via=") && !pair.location.contains("standby"),
+        "an empty password keeps the saved one, and the primary took the connection: {} {}",
+        pair.location,
         pair.body
     );
     let saved = CredentialStore::open(&dir).unwrap().load().unwrap();
@@ -371,7 +384,7 @@ async fn the_pages_validate_save_and_start_routing_live() {
     let ok = b.salesforce(&sf_url, SF_PW, SF_TOKEN).await;
     assert_eq!(
         (ok.status, ok.location.as_str()),
-        (StatusCode::SEE_OTHER, "/status"),
+        (StatusCode::SEE_OTHER, "/status?saved=salesforce"),
         "{}",
         ok.body
     );
@@ -415,11 +428,11 @@ async fn the_pages_validate_save_and_start_routing_live() {
     let rotated = b
         .cic(CIC_ROTATED_USER, CIC_ROTATED_PW, &primary, &backup)
         .await;
-    assert_eq!(
-        (rotated.status, rotated.location.as_str()),
-        (StatusCode::SEE_OTHER, "/status"),
+    assert_eq!(rotated.status, StatusCode::SEE_OTHER, "{}", rotated.body);
+    assert!(
+        rotated.location.starts_with("/status?saved=cic&via="),
         "{}",
-        rotated.body
+        rotated.location
     );
     let saved = CredentialStore::open(&dir).unwrap().load().unwrap();
     assert_eq!(saved.cic.as_ref().unwrap().user, CIC_ROTATED_USER);

@@ -419,7 +419,13 @@ async fn setup_needs_the_token_and_pages_need_a_session_and_csrf() {
     let out = post(&c, &base, "/logout", &[("csrf", &session_csrf)]).await;
     assert_eq!(
         (out.status, out.location()),
-        (StatusCode::SEE_OTHER, "/login")
+        (StatusCode::SEE_OTHER, "/login?logged_out=1")
+    );
+    let login = get(&c, &base, out.location()).await;
+    assert!(
+        login.body.contains(r#"id="notice""#) && login.body.contains("You are logged out."),
+        "{}",
+        login.body
     );
     let after = get(&c, &base, "/status").await;
     assert_eq!(

@@ -533,7 +533,11 @@ fn rate_limited(a: &Admin, form: &Form, wait: Duration) -> Response {
     res
 }
 
-async fn login_page(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response {
+async fn login_page(
+    State(a): State<Arc<Admin>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
     if !a.has_password() {
         return see_other("/setup");
     }
@@ -541,9 +545,44 @@ async fn login_page(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response
         return see_other("/status");
     }
     let tenant = a.tenant.clone();
+    let errors = Errors {
+        notice: query_has(&uri, "logged_out").then(|| "You are logged out.".to_owned()),
+        ..Errors::default()
+    };
     a.presession_page(&headers, StatusCode::OK, |csrf| {
-        pages::login(&tenant, csrf, &Errors::default())
+        pages::login(&tenant, csrf, &errors)
     })
+}
+
+/// Whether the request's query names `key` (e.g. `?logged_out=1`).
+fn query_has(uri: &axum::http::Uri, key: &str) -> bool {
+    query_value(uri, key).is_some()
+}
+
+fn query_value(uri: &axum::http::Uri, key: &str) -> Option<String> {
+    url::form_urlencoded::parse(uri.query()?.as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The confirmation after a save, from the redirect's query (`saved`, `via`, `standby`): only
+/// fixed texts and the server name the service itself connected to.
+fn saved_notice(uri: &axum::http::Uri) -> Option<String> {
+    let via = query_value(uri, "via").filter(|v| v.len() <= 300);
+    let standby = query_has(uri, "standby");
+    match query_value(uri, "saved").as_deref() {
+        Some("cic") => Some(match (via, standby) {
+            (Some(server), true) => format!(
+                "CIC connection saved. The primary server did not take the connection (a standby answers 503), so the service connected to {server}; it moves between the two by itself."
+            ),
+            (Some(server), false) => format!("CIC connection saved: connected to {server}."),
+            (None, _) => "CIC connection saved.".to_owned(),
+        }),
+        Some("salesforce") => {
+            Some("Salesforce connection saved; routing restarted with it.".to_owned())
+        }
+        _ => None,
+    }
 }
 
 async fn login_post(State(a): State<Arc<Admin>>, req: Request) -> Response {
@@ -591,9 +630,17 @@ async fn logout(State(a): State<Arc<Admin>>, req: Request) -> Response {
     };
     a.sessions.remove(&session.id);
     info!(event = "admin.logout", tenant = %a.tenant, client = %form.client, "Admin logged out");
-    let mut res = see_other("/login");
+    let mut res = see_other("/login?logged_out=1");
     add_cookie(&mut res, &set_cookie(SESSION_COOKIE, "", Duration::ZERO));
     res
+}
+
+/// `host[:port]` of a server as entered or as connected (`https://cic1:8019/` → `cic1:8019`),
+/// lower-cased, for telling whether the connection went to the primary.
+fn server_host(server: &str) -> String {
+    let s = server.trim();
+    let s = s.split_once("://").map_or(s, |(_, rest)| rest);
+    s.trim_end_matches('/').to_ascii_lowercase()
 }
 
 fn listen_port(cfg: &Config) -> String {
@@ -728,16 +775,17 @@ async fn cic_post(State(a): State<Arc<Admin>>, req: Request) -> Response {
         }
     };
     let shown = servers.join(", ");
-    match validate::try_cic(icfg, a.opts.validate_timeout).await {
+    let connected = match validate::try_cic(icfg, a.opts.validate_timeout).await {
         Ok(server) => {
             info!(event = "admin.cic_validated", tenant = %a.tenant, user = %entered.user, server = %server, "The entered CIC credentials work");
+            server
         }
         Err(problem) => {
             warn!(event = "admin.cic_validation_failed", tenant = %a.tenant, user = %entered.user, servers = %shown, problem = ?problem, "The entered CIC credentials were not saved");
             errors.form = Some(format!("Nothing was saved. {}", problem.words(&shown)));
             return render(&errors);
         }
-    }
+    };
     let mut changes = Vec::new();
     if cfg.cic.servers != servers {
         changes.push(Setting::List("cic", "servers", servers));
@@ -767,10 +815,20 @@ async fn cic_post(State(a): State<Arc<Admin>>, req: Request) -> Response {
         return *r;
     }
     info!(event = "admin.cic_saved", tenant = %a.tenant, user = %entered.user, servers = %shown, "CIC settings and credentials saved; routing restarts with them");
+    // Said on the next page: where it connected, and whether the primary was the standby.
+    let primary = server_host(&entered.server);
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query
+        .append_pair("saved", "cic")
+        .append_pair("via", &connected);
+    if !primary.is_empty() && server_host(&connected) != primary {
+        query.append_pair("standby", "1");
+    }
+    let query = query.finish();
     if new_creds.salesforce.is_none() {
-        see_other("/loginSf")
+        see_other(&format!("/loginSf?{query}"))
     } else {
-        see_other("/status")
+        see_other(&format!("/status?{query}"))
     }
 }
 
@@ -814,7 +872,11 @@ fn salesforce_form(cfg: &Config, creds: &Credentials) -> SalesforceForm {
     }
 }
 
-async fn salesforce_page(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response {
+async fn salesforce_page(
+    State(a): State<Arc<Admin>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
     let Some(session) = a.session(&headers) else {
         return see_other("/login");
     };
@@ -822,13 +884,17 @@ async fn salesforce_page(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Res
         Ok(x) => x,
         Err(r) => return *r,
     };
+    let errors = Errors {
+        notice: saved_notice(&uri),
+        ..Errors::default()
+    };
     a.page(
         StatusCode::OK,
         pages::login_sf(
             &a.tenant,
             session.csrf.expose(),
             &salesforce_form(&cfg, &creds),
-            &Errors::default(),
+            &errors,
         ),
     )
 }
@@ -1006,7 +1072,7 @@ async fn salesforce_post(State(a): State<Arc<Admin>>, req: Request) -> Response 
         return *r;
     }
     info!(event = "admin.salesforce_saved", tenant = %a.tenant, login_url = %login_url, "Salesforce settings and credentials saved; routing restarts with them");
-    see_other("/status")
+    see_other("/status?saved=salesforce")
 }
 
 async fn status_page(State(a): State<Arc<Admin>>, req: Request) -> Response {
@@ -1014,6 +1080,7 @@ async fn status_page(State(a): State<Arc<Admin>>, req: Request) -> Response {
         return see_other("/login");
     };
     let recheck = req.uri().query().is_some_and(|q| q.contains("recheck"));
+    let saved = saved_notice(req.uri());
     let view = a.shared.snapshot();
     let loaded = Config::load(&a.dir).ok().and_then(|cfg| {
         let creds = CredentialStore::open(&a.dir).and_then(|s| s.load()).ok()?;
@@ -1028,6 +1095,7 @@ async fn status_page(State(a): State<Arc<Admin>>, req: Request) -> Response {
                 session.csrf.expose(),
                 &view,
                 MappingTable::NotConfigured,
+                saved.as_deref(),
             ),
         );
     };
@@ -1052,6 +1120,7 @@ async fn status_page(State(a): State<Arc<Admin>>, req: Request) -> Response {
                 report,
                 age_secs: at.elapsed().as_secs(),
             },
+            saved.as_deref(),
         ),
     )
 }

@@ -16,6 +16,8 @@ pub const CSS: &str = include_str!("admin.css");
 pub struct Errors {
     pub form: Option<String>,
     pub fields: BTreeMap<&'static str, String>,
+    /// A confirmation shown above the form (a save that worked, a logout).
+    pub notice: Option<String>,
 }
 
 impl Errors {
@@ -64,8 +66,18 @@ pub fn layout(title: &str, tenant: &str, csrf: Option<&str>, body: Markup) -> Ma
 
 fn form_error(errors: &Errors) -> Markup {
     html! {
+        (notice(errors.notice.as_deref()))
         @if let Some(e) = &errors.form {
             p.error id="form-error" role="alert" { (e) }
+        }
+    }
+}
+
+/// A confirmation: `<p class="notice" id="notice">`.
+pub fn notice(text: Option<&str>) -> Markup {
+    html! {
+        @if let Some(t) = text {
+            p.notice id="notice" role="status" { (t) }
         }
     }
 }
@@ -292,7 +304,13 @@ pub enum MappingTable<'a> {
     },
 }
 
-pub fn status(tenant: &str, csrf: &str, view: &StatusView, table: MappingTable<'_>) -> Markup {
+pub fn status(
+    tenant: &str,
+    csrf: &str,
+    view: &StatusView,
+    table: MappingTable<'_>,
+    saved: Option<&str>,
+) -> Markup {
     let readiness = view.status.as_str();
     let words = match view.status {
         crate::status::Readiness::Up => "Up: routing email cases to CIC.",
@@ -305,6 +323,7 @@ pub fn status(tenant: &str, csrf: &str, view: &StatusView, table: MappingTable<'
         Some(csrf),
         html! {
             h1 { "Status" }
+            (notice(saved))
             p id="readiness" class=(readiness) { (words) " " (view.message) }
             @if view.reasons.is_empty() {
                 ul id="reasons" {}

@@ -23,6 +23,7 @@ macro_rules! say_raw {
 }
 
 pub mod admin;
+pub mod batcher;
 pub mod check;
 pub mod history;
 pub mod http_server;

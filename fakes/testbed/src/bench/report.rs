@@ -601,13 +601,13 @@ impl fmt::Display for Report {
             .enumerate()
             .map(|(i, w)| {
                 if matches!(i, 1 | 4 | 5) {
-                    format!("{}:", "-".repeat(w.saturating_sub(1).max(1)))
+                    format!("{}:", "-".repeat(w + 1))
                 } else {
-                    "-".repeat((*w).max(1))
+                    "-".repeat(w + 2)
                 }
             })
             .collect();
-        writeln!(f, "|-{}-|", rule.join("-|-"))?;
+        writeln!(f, "|{}|", rule.join("|"))?;
         for r in &rows {
             writeln!(f, "{}", render(r))?;
         }

@@ -202,7 +202,7 @@ fn grow(
                    "SuppliedEmail": "jo@example.com", "ObjectRouting_Skills__c": "English"}),
         )?;
         m.cases.push(id);
-        if m.cases.len() % 1000 == 0 {
+        if m.cases.len().is_multiple_of(1000) {
             settle(sf, router, m)?;
         }
     }

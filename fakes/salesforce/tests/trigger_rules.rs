@@ -180,10 +180,10 @@ fn check_rules_file(r: &Rules) -> Vec<String> {
                 bad.push(at(i, "no `do`".into()));
                 continue;
             };
-            if let Some(a) = &s.actor {
-                if !ACTORS.contains(&a.as_str()) {
-                    bad.push(at(i, format!("unknown user {a:?}")));
-                }
+            if let Some(a) = &s.actor
+                && !ACTORS.contains(&a.as_str())
+            {
+                bad.push(at(i, format!("unknown user {a:?}")));
             }
             match (&s.rows, &s.error) {
                 (Some(_), Some(_)) => bad.push(at(i, "both `rows` and `error`".into())),
@@ -277,10 +277,10 @@ fn check_rules_file(r: &Rules) -> Vec<String> {
             if action == Action::UpdateCase && !CASE_FIELDS.iter().any(|f| has(f)) {
                 bad.push(at(i, "update_case changes nothing".into()));
             }
-            if let Some(st) = &s.status {
-                if !STATUSES.contains(&st.as_str()) {
-                    bad.push(at(i, format!("status {st:?} is not one of {STATUSES:?}")));
-                }
+            if let Some(st) = &s.status
+                && !STATUSES.contains(&st.as_str())
+            {
+                bad.push(at(i, format!("status {st:?} is not one of {STATUSES:?}")));
             }
             if let Some(o) = &s.owner {
                 let ok = match o.split_once(':') {
@@ -295,10 +295,10 @@ fn check_rules_file(r: &Rules) -> Vec<String> {
                     ));
                 }
             }
-            if let Some(q) = &s.mapping_queue {
-                if !queues.contains(q.as_str()) {
-                    bad.push(at(i, format!("mapping_queue names unknown queue {q:?}")));
-                }
+            if let Some(q) = &s.mapping_queue
+                && !queues.contains(q.as_str())
+            {
+                bad.push(at(i, format!("mapping_queue names unknown queue {q:?}")));
             }
             if let Some(label) = &s.case {
                 let known = cases.contains(label.as_str());

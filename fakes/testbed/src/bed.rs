@@ -33,6 +33,7 @@ pub fn fast_options() -> Options {
         sweep_grace: Duration::from_secs(1),
         batch_window: Duration::from_millis(20),
         tick: Duration::from_millis(100),
+        backlog_chunk: sors::runtime::BACKLOG_CHUNK,
     }
 }
 

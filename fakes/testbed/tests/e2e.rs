@@ -142,6 +142,37 @@ async fn a_restart_with_a_backlog_loses_and_duplicates_nothing() {
     assert_eq!(bed.cic.counters().interactions_created, 15);
 }
 
+/// A backlog longer than a chunk waits in the runtime and reaches the router a chunk at a
+/// time, read fresh; the sweep (every 2 s here) takes none of it for lost pushes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_backlog_is_handed_over_in_chunks_and_nothing_is_taken_for_a_lost_push() {
+    let mut opts = BedOptions::default();
+    opts.router.backlog_chunk = 7;
+    let mut bed = Bed::start(opts).await.unwrap();
+    bed.stop_service().await;
+    let cases: Vec<String> = (0..40)
+        .map(|_| bed.new_case("Support EN", "").unwrap())
+        .collect();
+    bed.start_service().await.unwrap();
+    let held = std::cell::Cell::new(0usize);
+    wait(&bed, "the backlog is routed", 90, |b| {
+        if let Some(s) = b.status() {
+            held.set(held.get().max(s.routing.router.known_rows));
+        }
+        b.all_final() && every_case_live_once(b, &cases)
+    })
+    .await;
+    assert_eq!(bed.cic.counters().interactions_created, 40);
+    assert!(
+        (1..=14).contains(&held.get()),
+        "the router never held more than a chunk and a half: {}",
+        held.get()
+    );
+    let status = bed.status().unwrap();
+    assert_eq!(status.routing.push_lost_rows, 0, "no false lost-push alarm");
+    assert_eq!(status.routing.routed, 40);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_pushes_are_found_by_the_sweep_and_alerted() {
     let bed = bed().await;

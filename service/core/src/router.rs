@@ -496,6 +496,11 @@ impl Router {
         }
     }
 
+    /// Rows the router holds now (pending or in flight). Cheap.
+    pub fn known_rows(&self) -> usize {
+        self.rows.len()
+    }
+
     pub fn status(&self) -> Status {
         Status {
             known_rows: self.rows.len(),

@@ -43,6 +43,9 @@ pub struct Options {
     pub batch_window: Duration,
     /// How often the router's timers are checked.
     pub tick: Duration,
+    /// A scan's rows beyond this many wait in the runtime's backlog and are handed to the router
+    /// a chunk of this size at a time (default [`BACKLOG_CHUNK`]).
+    pub backlog_chunk: usize,
 }
 
 /// The defaults of a tenant whose config sets nothing (`sors_tenant::Config::default()`).
@@ -54,6 +57,11 @@ impl Default for Options {
 
 /// Rows per sObject Collections call, and pushed ids per fetch.
 const BATCH_MAX: usize = 200;
+/// A scan's rows beyond this many wait in the runtime's backlog (ids only) and are handed to
+/// the router a chunk at a time, as if pushed (so they are read fresh when their turn comes),
+/// whenever it holds fewer than half a chunk: the router's memory and its work per input stay
+/// bounded however long the routing table's backlog is.
+pub const BACKLOG_CHUNK: usize = 1000;
 /// How long a graceful stop waits for pending row writes.
 const WRITE_DRAIN: Duration = Duration::from_secs(10);
 /// Salesforce login at start-up.
@@ -113,6 +121,8 @@ enum Done {
     Input(Input),
     /// The writer's call ended; its results are an input for the router.
     Written(Vec<(RowId, WriteResult)>),
+    /// A scan of the routing table (every `New` and `Processing` row, oldest first).
+    Scanned(Vec<RoutingRow>),
     /// A fetch of pushed rows ended; its answer is an input for the router.
     Fetched(Input),
 }
@@ -138,6 +148,8 @@ struct Runtime {
     /// Every other task started for an effect: dropped (a kill), they all stop.
     tasks: JoinSet<()>,
     scanned: bool,
+    /// Ids of scanned rows not yet handed to the router (see [`Options::backlog_chunk`]).
+    backlog: std::collections::VecDeque<RowId>,
     /// The router's `cic_ready` as the status last heard it: a change is told at once, not at
     /// the next tick, so readiness follows CIC without a second's lag.
     told_cic_ready: bool,
@@ -162,6 +174,7 @@ impl Runtime {
             fetching: 0,
             tasks: JoinSet::new(),
             scanned: false,
+            backlog: std::collections::VecDeque::new(),
             told_cic_ready: false,
         }
     }
@@ -278,6 +291,23 @@ impl Runtime {
         match done {
             Done::Input(input) => self.feed(input),
             Done::Written(results) => self.feed(Input::Written(results)),
+            Done::Scanned(mut rows) => {
+                // A newer scan supersedes the held ids: it holds every row still pending.
+                self.backlog.clear();
+                let chunk = self.opts.backlog_chunk.max(1);
+                if rows.len() > chunk {
+                    self.backlog = rows.drain(chunk..).map(|r| r.id).collect();
+                    info!(
+                        event = "router.backlog",
+                        held = self.backlog.len(),
+                        "A long backlog: rows are handed to the router a chunk at a time"
+                    );
+                }
+                self.feed(Input::Rows {
+                    source: Source::Scan,
+                    rows,
+                });
+            }
             Done::Fetched(input) => {
                 self.fetching = self.fetching.saturating_sub(1);
                 self.feed(input)
@@ -350,7 +380,22 @@ impl Runtime {
         }
     }
 
+    /// Hands `input` to the router, then tops the router up from the backlog.
     fn feed(&mut self, input: Input) {
+        self.feed_one(input);
+        let chunk = self.opts.backlog_chunk.max(1);
+        // Handed-over ids become rows only when their fetch answers: wait for it.
+        while !self.backlog.is_empty()
+            && self.fetching == 0
+            && self.router.known_rows() < chunk.div_ceil(2)
+        {
+            let n = self.backlog.len().min(chunk);
+            let ids: Vec<RowId> = self.backlog.drain(..n).collect();
+            self.feed_one(Input::Pushed(ids));
+        }
+    }
+
+    fn feed_one(&mut self, input: Input) {
         let tick = input == Input::Tick;
         let sweep = matches!(
             input,
@@ -643,6 +688,11 @@ impl Runtime {
     /// `New` and `Processing` rows older than the grace period: `New` ones no push announced,
     /// and `Processing` ones whose final write was lost.
     fn sweep(&mut self) {
+        // The backlog's rows are older than the grace period and no push announced them: the
+        // sweep would take them for lost pushes. The scan that filled it covers them.
+        if !self.backlog.is_empty() {
+            return;
+        }
         let (sf, shared) = (self.sf.clone(), self.shared.clone());
         let grace = chrono::TimeDelta::from_std(self.opts.sweep_grace).unwrap_or_default();
         self.spawn_input(info_span!("sweep"), async move {
@@ -829,10 +879,7 @@ async fn scan(sf: &Salesforce, shared: &Shared, done: &mpsc::UnboundedSender<Don
                 "Scanned the routing table"
             );
             shared.salesforce_ok();
-            let _ = done.send(Done::Input(Input::Rows {
-                source: Source::Scan,
-                rows,
-            }));
+            let _ = done.send(Done::Scanned(rows));
         }
         Err(e) => {
             error!(event = "router.scan_failed", why, error = %e, "Could not scan the routing table; the sweep will retry");

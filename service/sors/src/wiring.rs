@@ -193,5 +193,6 @@ pub fn options(cfg: &Config) -> Options {
         sweep_grace: Duration::from_secs(r.sweep_grace_secs),
         batch_window: Duration::from_millis(r.batch_window_ms),
         tick: Duration::from_secs(1),
+        backlog_chunk: crate::runtime::BACKLOG_CHUNK,
     }
 }

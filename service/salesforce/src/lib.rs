@@ -213,12 +213,16 @@ impl Salesforce {
                 records::case_fields(n),
                 soql_list(chunk.iter().map(|c| c.as_str()))
             );
-            let recs = self.inner.rest.query(&soql).await?;
+            // The cases and their routing history at once: one round trip, not two.
+            let (recs, history) = tokio::try_join!(
+                self.inner.rest.query(&soql),
+                self.history_of(chunk.iter().map(|c| c.as_str()))
+            )?;
             let mut snapshots: Vec<CaseSnapshot> = recs
                 .iter()
                 .filter_map(|r| records::parse_case(n, r))
                 .collect();
-            self.add_history(&mut snapshots).await?;
+            self.apply_history(&mut snapshots, &history);
             out.extend(snapshots);
         }
         Ok(out)
@@ -230,6 +234,18 @@ impl Salesforce {
         if snapshots.is_empty() {
             return Ok(());
         }
+        let history = self
+            .history_of(snapshots.iter().map(|c| c.id.as_str()))
+            .await?;
+        self.apply_history(snapshots, &history);
+        Ok(())
+    }
+
+    /// The routing rows of these cases (at most 200), for [`Self::apply_history`].
+    async fn history_of<'a>(
+        &self,
+        cases: impl Iterator<Item = &'a str>,
+    ) -> Result<Vec<rest::Record>> {
         let n = &self.inner.names;
         let soql = format!(
             "SELECT Id, {}, {}, {}, {}, {}, CreatedDate FROM {} WHERE {} IN {}",
@@ -240,15 +256,19 @@ impl Salesforce {
             n.row_interaction_id,
             n.routing_object,
             n.row_case,
-            soql_list(snapshots.iter().map(|c| c.id.as_str()))
+            soql_list(cases)
         );
-        let history = self.inner.rest.query(&soql).await?;
+        self.inner.rest.query(&soql).await
+    }
+
+    fn apply_history(&self, snapshots: &mut [CaseSnapshot], history: &[rest::Record]) {
+        let n = &self.inner.names;
         let index: HashMap<String, usize> = snapshots
             .iter()
             .enumerate()
             .map(|(i, s)| (s.id.0.clone(), i))
             .collect();
-        for r in &history {
+        for r in history {
             let field = |f: &str| r.get(f).and_then(Value::as_str).unwrap_or_default();
             let Some(created) = records::parse_datetime(field("CreatedDate")) else {
                 continue;
@@ -280,7 +300,6 @@ impl Salesforce {
                 });
             }
         }
-        Ok(())
     }
 
     /// What reconciliation compares with CIC: the open cases created since `since` and owned

@@ -534,6 +534,8 @@ async fn queue_mappings_resolve_blank_queue_ids_by_name() {
 }
 
 #[tokio::test]
+/// The cases and their routing rows are read at once (one round trip), the rows for every case
+/// asked about; a deleted case's rows are ignored.
 async fn cases_read_snapshots_and_routing_history() {
     let s = server_with_login("T").await;
     Mock::given(method("GET"))
@@ -546,7 +548,7 @@ async fn cases_read_snapshots_and_routing_history() {
         .await;
     Mock::given(method("GET"))
         .and(path(format!("{DATA}/query")))
-        .and(query_param("q", "SELECT Id, Case__c, Event__c, Status__c, Workgroup__c, Interaction_Id__c, CreatedDate FROM Object_Routing_Queue__c WHERE Case__c IN ('500A')"))
+        .and(query_param("q", "SELECT Id, Case__c, Event__c, Status__c, Workgroup__c, Interaction_Id__c, CreatedDate FROM Object_Routing_Queue__c WHERE Case__c IN ('500A', '500B', '500\\'X')"))
         .respond_with(ResponseTemplate::new(200).set_body_json(query_page(vec![
             json!({"Id":"a01","Case__c":"500A","Event__c":"New","Status__c":"Processed","Workgroup__c":"WG","Interaction_Id__c":"1001","CreatedDate":"2024-01-01T00:00:01.000+0000"}),
             json!({"Id":"a02","Case__c":"500A","Event__c":"AgentReply","Status__c":"Processed","Workgroup__c":"WG","Interaction_Id__c":null,"CreatedDate":"2024-01-01T00:00:02.000+0000"}),

@@ -5,6 +5,7 @@
 //! sockets.
 
 pub mod backoff;
+mod live;
 pub mod model;
 pub mod observe;
 pub mod proxy;

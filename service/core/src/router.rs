@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
+use crate::live::LiveSet;
 use crate::model::*;
 use crate::rules;
 
@@ -451,7 +452,7 @@ pub struct Router {
     stray_disconnects: HashMap<InteractionId, (CaseId, String)>,
 
     cic_up: bool,
-    live: BTreeMap<InteractionId, LiveInteraction>,
+    live: LiveSet,
     seen_snapshots: HashSet<String>,
     watched: BTreeSet<String>,
     emitted_watch: Option<BTreeSet<String>>,
@@ -487,7 +488,7 @@ impl Router {
             reconciled_at: None,
             stray_disconnects: HashMap::new(),
             cic_up: false,
-            live: BTreeMap::new(),
+            live: LiveSet::default(),
             seen_snapshots: HashSet::new(),
             watched: BTreeSet::new(),
             emitted_watch: None,
@@ -607,7 +608,7 @@ impl Router {
                 workgroup,
                 interactions,
             } => {
-                self.live.retain(|_, li| li.workgroup != workgroup);
+                self.live.clear_workgroup(&workgroup);
                 for li in interactions {
                     self.on_upsert(now, li, &mut out);
                 }
@@ -778,7 +779,7 @@ impl Router {
 
     fn on_icws_down(&mut self) {
         if self.cic_up || !self.live.is_empty() {
-            let before = std::mem::take(&mut self.live);
+            let before = self.live.take();
             if self.live_before_loss.is_none() {
                 self.live_before_loss = Some(before);
             }
@@ -793,7 +794,7 @@ impl Router {
         }
         let entry = li.entry_id.clone();
         let id = li.id.clone();
-        self.live.insert(li.id.clone(), li);
+        self.live.insert(li);
         if let Some(entry) = entry
             && matches!(
                 self.rows.get(&entry).map(|r| &r.stage),
@@ -1165,9 +1166,9 @@ impl Router {
             }
         }
         // Never stop watching a workgroup while something live sits in it.
-        for li in self.live.values() {
-            if self.watched.contains(&li.workgroup) {
-                want.insert(li.workgroup.clone());
+        for workgroup in self.live.workgroups() {
+            if self.watched.contains(workgroup) {
+                want.insert(workgroup.clone());
             }
         }
         self.watched = want;
@@ -1380,12 +1381,7 @@ impl Router {
             return;
         }
         // A crash between raising and marking: the interaction for this entry already exists.
-        if let Some(li) = self
-            .live
-            .values()
-            .find(|li| li.entry_id.as_ref() == Some(id))
-        {
-            let iid = li.id.clone();
+        if let Some(iid) = self.live.of_entry(id).map(|li| li.id.clone()) {
             self.complete_route(now, id, iid, None, out);
             return;
         }
@@ -1785,9 +1781,7 @@ impl Router {
         &'a self,
         case_id: &'a CaseId,
     ) -> impl Iterator<Item = &'a LiveInteraction> + 'a {
-        self.live
-            .values()
-            .filter(move |li| li.case_id.as_ref() == Some(case_id))
+        self.live.of_case(case_id)
     }
 
     fn take_from_pending(&mut self, case_id: &CaseId, id: &RowId) {

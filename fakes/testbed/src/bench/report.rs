@@ -153,7 +153,7 @@ fn drain_json(d: &anyhow::Result<Drain>) -> Value {
             "rows": d.rows, "secs": d.secs, "rows_per_sec": d.rows_per_sec(),
             "peak_rss_kib": d.stats.map(|s| s.hwm_kib), "rss_kib_at_end": d.stats.map(|s| s.rss_kib),
             "cpu_secs": d.stats.map(|s| s.cpu_secs), "salesforce_api_calls": d.api, "cic_counters": d.cic,
-            "problems": d.problems, "router_metrics": d.metrics,
+            "problems": d.problems, "router_metrics": d.metrics, "unfinished_rows_done": d.unfinished,
         }),
         Err(e) => json!({"error": format!("{e:#}")}),
     }
@@ -413,10 +413,24 @@ impl Report {
                 return;
             }
         };
-        self.problems(&r.problems, rows as u64);
+        self.problems(&r.problems, r.unfinished.unwrap_or(rows as u64));
         self.problems(&c.problems, rows as u64);
+        if let Some(done) = r.unfinished {
+            self.notes.push(format!(
+                "B1 {n} rows: the router did not finish: {} of {n} rows final after {:.0} s (the drain's deadline, 60 s + 1 s per 300 rows); its figures are for that part",
+                thousands(done as usize),
+                r.secs
+            ));
+        }
         self.line(
-            format!("B1 {n} rows: time to drain"),
+            format!(
+                "B1 {n} rows: time to drain{}",
+                if r.unfinished.is_some() {
+                    " (unfinished)"
+                } else {
+                    ""
+                }
+            ),
             format!("{:.2} s", r.secs),
             "",
             Verdict::Info,
@@ -462,21 +476,28 @@ impl Report {
             );
             self.line(
                 format!("B1 {n} rows: router CPU s per 1,000 rows"),
-                format!("{:.3}", s.cpu_secs * 1000.0 / rows.max(1) as f64),
+                format!(
+                    "{:.3}",
+                    s.cpu_secs * 1000.0 / r.unfinished.unwrap_or(rows as u64).max(1) as f64
+                ),
                 "",
                 Verdict::Info,
                 "–".into(),
                 None,
             );
         }
-        let per = |api: &BTreeMap<String, u64>| total(api) as f64 / rows.max(1) as f64;
+        let per = |api: &BTreeMap<String, u64>, n: u64| total(api) as f64 / n.max(1) as f64;
+        let (rp, cp) = (
+            per(&r.api, r.unfinished.unwrap_or(rows as u64)),
+            per(&c.api, rows as u64),
+        );
         self.line(
             format!("B1 {n} rows: SF API calls per row"),
-            format!("{:.3}", per(&r.api)),
+            format!("{rp:.3}"),
             "",
             Verdict::Info,
-            format!("{:.3}", per(&c.api)),
-            Some(per(&c.api) / per(&r.api).max(f64::EPSILON)),
+            format!("{cp:.3}"),
+            Some(cp / rp.max(f64::EPSILON)),
         );
         self.notes.push(format!(
             "B1 {n} rows: Salesforce calls router {}; ceiling {}; CIC router {}",

@@ -420,6 +420,8 @@ enum ReconcileState {
 pub struct Router {
     settings: Settings,
     rows: HashMap<RowId, Row>,
+    /// How many held route rows name each workgroup (for the watch set, without walking rows).
+    route_workgroups: BTreeMap<String, usize>,
     cases: BTreeMap<CaseId, Case>,
     finished: HashMap<RowId, DateTime<Utc>>,
     /// Rows a push named that are still being fetched: not missed pushes.
@@ -465,6 +467,7 @@ impl Router {
         Router {
             settings,
             rows: HashMap::new(),
+            route_workgroups: BTreeMap::new(),
             cases: BTreeMap::new(),
             finished: HashMap::new(),
             announced: HashMap::new(),
@@ -712,6 +715,12 @@ impl Router {
             };
             let key = entry.order_key();
             let case_id = entry.row.case_id.clone();
+            if entry.event.is_some_and(RowEvent::is_route) {
+                *self
+                    .route_workgroups
+                    .entry(entry.row.workgroup.clone())
+                    .or_default() += 1;
+            }
             self.rows.insert(id.clone(), entry);
             match (reason, case_id) {
                 (Some(reason), _) => self.fail(now, &id, reason, out),
@@ -1160,9 +1169,9 @@ impl Router {
             .filter(|w| valid(w))
             .cloned()
             .collect();
-        for r in self.rows.values() {
-            if r.event.is_some_and(RowEvent::is_route) && valid(&r.row.workgroup) {
-                want.insert(r.row.workgroup.clone());
+        for workgroup in self.route_workgroups.keys() {
+            if valid(workgroup) {
+                want.insert(workgroup.clone());
             }
         }
         // Never stop watching a workgroup while something live sits in it.
@@ -1833,6 +1842,15 @@ impl Router {
 
     fn forget(&mut self, now: DateTime<Utc>, id: &RowId) {
         self.deactivate(id);
+        if let Some(r) = self.rows.get(id)
+            && r.event.is_some_and(RowEvent::is_route)
+            && let Some(n) = self.route_workgroups.get_mut(&r.row.workgroup)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.route_workgroups.remove(&r.row.workgroup);
+            }
+        }
         if let Some(r) = self.rows.remove(id)
             && let Some(case) = r.row.case_id.as_ref().and_then(|c| self.cases.get_mut(c))
         {

@@ -43,6 +43,9 @@ pub struct BenchOptions {
     pub json: PathBuf,
     /// The `sors-fakes` binary; default: beside the running binary.
     pub fakes_bin: Option<PathBuf>,
+    /// The `sors` binary run as the router (`sors serve`); default: the running binary. E.g. the
+    /// production build the package ships (`--no-default-features`, profile `dist`).
+    pub router_bin: Option<PathBuf>,
 }
 
 /// The queue every bench case lands in (mapped to the CIC workgroup `Support_EN`).
@@ -52,7 +55,7 @@ const POLL: Duration = Duration::from_millis(20);
 
 /// Runs the bench; the report says what was measured and what the exactly-once check found.
 pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
-    let bins = Bins::locate(opts.fakes_bin.clone())?;
+    let bins = Bins::locate(opts.fakes_bin.clone(), opts.router_bin.clone())?;
     let dir = std::env::temp_dir().join(format!("sors-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let http = reqwest::Client::builder()

@@ -51,6 +51,9 @@ enum Command {
         /// The sors-fakes binary (default: the one next to this binary).
         #[arg(long)]
         fakes_bin: Option<PathBuf>,
+        /// The sors binary run as the router (default: this binary), e.g. the production build.
+        #[arg(long)]
+        router_bin: Option<PathBuf>,
     },
     /// Runs the routing service of one tenant directory.
     Serve {
@@ -235,6 +238,7 @@ fn main() -> anyhow::Result<()> {
             only,
             json,
             fakes_bin,
+            router_bin,
         } => {
             let report = rt.block_on(sors_testbed::bench::run(
                 sors_testbed::bench::BenchOptions {
@@ -243,6 +247,7 @@ fn main() -> anyhow::Result<()> {
                     only,
                     json,
                     fakes_bin,
+                    router_bin,
                 },
             ))?;
             sors::say_raw!("{report}");

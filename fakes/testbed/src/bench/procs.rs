@@ -22,16 +22,21 @@ pub struct Bins {
 }
 
 impl Bins {
-    /// `sors` is the running binary; `sors-fakes` is `fakes` or the one beside it.
-    pub fn locate(fakes: Option<PathBuf>) -> anyhow::Result<Bins> {
-        let sors = std::env::current_exe().context("finding the running sors binary")?;
+    /// `sors` is `router` or the running binary; `sors-fakes` is `fakes` or the one beside the
+    /// running binary.
+    pub fn locate(fakes: Option<PathBuf>, router: Option<PathBuf>) -> anyhow::Result<Bins> {
+        let running = std::env::current_exe().context("finding the running sors binary")?;
         let fakes = match fakes {
             Some(p) => p,
-            None => sors
+            None => running
                 .parent()
                 .context("the sors binary has no directory")?
                 .join("sors-fakes"),
         };
+        let sors = router.unwrap_or(running);
+        if !sors.is_file() {
+            bail!("no sors binary at {} (--router-bin)", sors.display());
+        }
         if !fakes.is_file() {
             bail!(
                 "no sors-fakes binary at {} (build it: cargo build --release -p sors-fakes, or pass --fakes-bin PATH)",

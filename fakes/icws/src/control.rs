@@ -30,6 +30,7 @@ pub(crate) fn router(shared: Arc<Shared>, which: Which) -> Router {
         .route("/__fake/latency", post(latency))
         .route("/__fake/fail-next", post(fail_next))
         .route("/__fake/agents/{user}/availability", post(availability))
+        .route("/__fake/users/{user}/password", post(password))
         .route("/__fake/interactions", get(interactions))
         .route("/__fake/counters", get(counters))
         .route("/__fake/status", get(status))
@@ -87,6 +88,27 @@ async fn server_action(
     match result {
         Ok(()) => ok(json!({"server": which, "running": c.shared.is_running(which).await})),
         Err(e) => bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    password: String,
+}
+
+async fn password(State(c): State<Ctl>, Path(user): Path<String>, b: Bytes) -> Response {
+    match required::<PasswordBody>(&b) {
+        Ok(req) => {
+            if c.shared
+                .with_state(|st| st.set_password(&user, &req.password))
+            {
+                ok(json!({"user": user}))
+            } else {
+                bad(StatusCode::NOT_FOUND, format!("no user {user}"))
+            }
+        }
+        Err(msg) => bad(StatusCode::BAD_REQUEST, msg),
     }
 }
 

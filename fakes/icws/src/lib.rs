@@ -321,6 +321,13 @@ impl FakeIcws {
         self.shared.with_state(|st| st.drop_sessions(None))
     }
 
+    /// Changes a user's password (as an administrator would in CIC). Sessions already open
+    /// stay; the next connect needs the new password. False when there is no such user.
+    pub fn set_password(&self, user_id: &str, password: &str) -> bool {
+        self.shared
+            .with_state(|st| st.set_password(user_id, password))
+    }
+
     /// Delay added before every ICWS call (not the control API).
     pub fn set_latency(&self, latency: Duration) {
         self.shared.with_state(|st| st.latency = latency);

@@ -434,6 +434,22 @@ impl SiteState {
         }
     }
 
+    /// A user's new password; false when there is no such user.
+    pub fn set_password(&mut self, user_id: &str, password: &str) -> bool {
+        match self
+            .spec
+            .users
+            .iter_mut()
+            .find(|u| u.user_id.eq_ignore_ascii_case(user_id))
+        {
+            Some(u) => {
+                u.password = password.to_owned();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Checks credentials and creates a session on `server` (the caller checked it is active).
     pub fn connect(
         &mut self,

@@ -638,3 +638,34 @@ async fn example_site_file_parses_and_serves() {
     assert_eq!(resp.status(), StatusCode::CREATED);
     fake.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_password_changed_through_the_control_api_takes_effect_at_the_next_connect() {
+    let fake = start(fast_site()).await;
+    let base = fake.primary_url();
+    let open = connect(&base).await; // a session with the old password
+    let r = reqwest::Client::new()
+        .post(format!("{base}/__fake/users/sors/password"))
+        .body(json!({"password": "n3w"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let old = raw_connect(&base, &connect_body("sors", "sors").to_string()).await;
+    assert_eq!(
+        old.status(),
+        StatusCode::BAD_REQUEST,
+        "the old password is refused"
+    );
+    let new = raw_connect(&base, &connect_body("sors", "n3w").to_string()).await;
+    assert_eq!(new.status(), StatusCode::CREATED, "the new one connects");
+    let r = reqwest::Client::new()
+        .post(format!("{base}/__fake/users/nobody/password"))
+        .body(json!({"password": "x"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(fake.set_password("SORS", "again"), "user ids ignore case");
+    drop(open);
+}

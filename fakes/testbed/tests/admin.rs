@@ -22,6 +22,8 @@ const ADMIN_PW: &str = "the admin passphrase";
 const CIC_PW: &str = "cic-Secret-4711";
 const CIC_ROTATED_USER: &str = "sors-rotated";
 const CIC_ROTATED_PW: &str = "rotated-Secret-0815";
+/// The rotated user's password after the CIC administrator changed it.
+const CIC_CHANGED_PW: &str = "Changed-in-CIC-7";
 const SF_PW: &str = "demo";
 const SF_TOKEN: &str = "TOKEN";
 
@@ -452,9 +454,51 @@ async fn the_pages_validate_save_and_start_routing_live() {
     )
     .await;
 
+    // The CIC administrator changes that user's password: the running router's next connect
+    // is refused, the status says so, and the new password entered on /loginIc mends it live.
+    assert!(bed.cic.set_password(CIC_ROTATED_USER, CIC_CHANGED_PW));
+    bed.cic.end_sessions();
+    wait_until(
+        "the router to report the refused password",
+        Duration::from_secs(30),
+        || {
+            shared
+                .snapshot()
+                .reasons
+                .iter()
+                .any(|r| r.kind.as_str() == "cic_auth_failing")
+        },
+    )
+    .await;
+    let sessions = shared.snapshot().cic.sessions;
+    let changed = b
+        .cic(CIC_ROTATED_USER, CIC_CHANGED_PW, &primary, &backup)
+        .await;
+    assert_eq!(changed.status, StatusCode::SEE_OTHER, "{}", changed.body);
+    wait_until(
+        "the router to reconnect with the new password",
+        Duration::from_secs(30),
+        || shared.snapshot().cic.sessions > sessions && shared.is_ready(),
+    )
+    .await;
+    let case3 = bed.new_case("Support EN", "English").unwrap();
+    wait_until(
+        "a case to be routed after the password change",
+        Duration::from_secs(30),
+        || routed(&bed, &case3),
+    )
+    .await;
+
     // No saved secret ever reached a page.
     for body in &b.seen {
-        for secret in [CIC_PW, CIC_ROTATED_PW, ADMIN_PW, TOKEN, "demoTOKEN"] {
+        for secret in [
+            CIC_PW,
+            CIC_ROTATED_PW,
+            CIC_CHANGED_PW,
+            ADMIN_PW,
+            TOKEN,
+            "demoTOKEN",
+        ] {
             assert!(!body.contains(secret), "{secret} in a page");
         }
     }

@@ -651,3 +651,30 @@ async fn a_failed_first_queue_watch_of_a_fresh_router_is_retried() {
     })
     .await;
 }
+
+/// A killed service stops answering at once, on kept-alive connections too (the dashboard polls
+/// over one): nothing goes on saying "up" for a service that is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_service_stops_answering_on_open_connections_too() {
+    let mut bed = bed().await;
+    let addr = bed.service.as_ref().unwrap().http_addr;
+    let client = reqwest::Client::builder()
+        .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let url = format!("http://{addr}/heartbeat");
+    assert!(client.get(&url).send().await.unwrap().status().is_success());
+    bed.kill_service();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if client.get(&url).send().await.is_err() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the killed service still answers on a kept-alive connection"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -180,6 +180,10 @@ impl Service {
     pub fn abort(self) {
         self.runtime.abort();
         self.http.abort();
+        // The status port's open (keep-alive) connections run as tasks of their own: without
+        // this they would go on answering for a service that is gone. The aborted runtime never
+        // sees it.
+        self.shutdown.cancel();
     }
 
     /// Stops gracefully: pending writes are flushed, the PushTopic client disconnects, the CIC

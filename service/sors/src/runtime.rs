@@ -474,20 +474,12 @@ impl Runtime {
             Effect::ReadCicConfig => {
                 let icws = self.icws.clone();
                 self.spawn_input(info_span!("read_cic_config"), async move {
-                    let as_of = Utc::now();
-                    Some(match tokio::try_join!(icws.workgroups(), icws.skills()) {
-                        Ok((workgroups, skills)) => Input::CicConfig {
-                            workgroups,
-                            skills,
-                            as_of,
-                        },
-                        Err(e) => {
-                            warn!(event = "router.cic_config_failed", error = %e, "Could not read CIC workgroups and skills again");
-                            Input::CicConfigFailed {
-                                error: e.to_string(),
-                            }
+                    Some(read_cic_config(&icws).await.unwrap_or_else(|e| {
+                        warn!(event = "router.cic_config_failed", error = %e, "Could not read CIC workgroups and skills again");
+                        Input::CicConfigFailed {
+                            error: e.to_string(),
                         }
-                    })
+                    }))
                 });
             }
             Effect::ReadForReconcile {
@@ -657,15 +649,8 @@ impl Runtime {
         self.spawn_input(info_span!("read_cic_config", generation), async move {
             let mut retry = Retry::new(CIC_CONFIG_BACKOFF);
             loop {
-                let as_of = Utc::now();
-                match tokio::try_join!(icws.workgroups(), icws.skills()) {
-                    Ok((workgroups, skills)) => {
-                        return Some(Input::CicConfig {
-                            workgroups,
-                            skills,
-                            as_of,
-                        });
-                    }
+                match read_cic_config(&icws).await {
+                    Ok(input) => return Some(input),
                     Err(e) => {
                         error!(event = "router.cic_config_failed", error = %e, "Could not read CIC workgroups and skills; retrying");
                         shared.cic_error(&e.to_string());
@@ -815,6 +800,17 @@ impl Runtime {
             }
         }
     }
+}
+
+/// CIC's workgroups and skills as one input, stamped with when the read began.
+async fn read_cic_config(icws: &Icws) -> Result<Input, sors_icws::IcwsError> {
+    let as_of = Utc::now();
+    let (workgroups, skills) = tokio::try_join!(icws.workgroups(), icws.skills())?;
+    Ok(Input::CicConfig {
+        workgroups,
+        skills,
+        as_of,
+    })
 }
 
 async fn sleep_until(at: Option<Instant>) {

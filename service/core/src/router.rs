@@ -15,7 +15,7 @@
 //! - at most one live interaction per case: a case already live in the row's workgroup is not
 //!   routed again, and a case live elsewhere is disconnected there first.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
@@ -423,6 +423,18 @@ pub struct Router {
     /// How many held route rows name each workgroup (for the watch set, without walking rows).
     route_workgroups: BTreeMap<String, usize>,
     cases: BTreeMap<CaseId, Case>,
+    /// Cases an input touched since the last `advance`: only these are looked at again
+    /// (a pass over every case costs the whole backlog on every input).
+    dirty: BTreeSet<CaseId>,
+    /// Something every case's next step depends on changed (configuration, readiness, the
+    /// watch set, the clock): the next `advance` looks at every case.
+    all_dirty: bool,
+    /// Cases whose next step is a route row waiting for a free slot, first come first served
+    /// (`slot_waiting` mirrors the queue's members).
+    slot_queue: VecDeque<CaseId>,
+    slot_waiting: HashSet<CaseId>,
+    /// Whether the router could route at the last `advance`.
+    was_ready: bool,
     finished: HashMap<RowId, DateTime<Utc>>,
     /// Rows a push named that are still being fetched: not missed pushes.
     announced: HashMap<RowId, DateTime<Utc>>,
@@ -469,6 +481,11 @@ impl Router {
             rows: HashMap::new(),
             route_workgroups: BTreeMap::new(),
             cases: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            all_dirty: true,
+            slot_queue: VecDeque::new(),
+            slot_waiting: HashSet::new(),
+            was_ready: false,
             finished: HashMap::new(),
             announced: HashMap::new(),
             in_flight: 0,
@@ -533,6 +550,22 @@ impl Router {
     /// Feeds one input; returns the effects to carry out, in order.
     pub fn handle(&mut self, now: DateTime<Utc>, input: Input) -> Vec<Effect> {
         let mut out = Out::default();
+        // The inputs of a row's own round mark the cases they touch; every other input may
+        // change what any case can do next.
+        if !matches!(
+            input,
+            Input::Pushed(_)
+                | Input::Rows { .. }
+                | Input::Cases { .. }
+                | Input::CasesFailed { .. }
+                | Input::Upsert(_)
+                | Input::Removed { .. }
+                | Input::RouteResult { .. }
+                | Input::RaiseFailed { .. }
+                | Input::Written(_)
+        ) {
+            self.all_dirty = true;
+        }
         match input {
             Input::Pushed(ids) => self.on_pushed(now, ids, &mut out),
             Input::Rows { source, rows } => {
@@ -547,6 +580,7 @@ impl Router {
                     if let Some(c) = self.cases.get_mut(&id)
                         && c.snap == Snap::Requested
                     {
+                        self.dirty.insert(id.clone());
                         c.snap = Snap::Failed {
                             retry_at: now + self.settings.retry_backoff,
                         };
@@ -617,9 +651,16 @@ impl Router {
                 }
                 self.seen_snapshots.insert(workgroup);
             }
-            Input::Upsert(li) => self.on_upsert(now, li, &mut out),
+            Input::Upsert(li) => {
+                if let Some(c) = &li.case_id {
+                    self.dirty.insert(c.clone());
+                }
+                self.on_upsert(now, li, &mut out)
+            }
             Input::Removed { id } => {
-                self.live.remove(&id);
+                if let Some(c) = self.live.remove(&id).and_then(|li| li.case_id) {
+                    self.dirty.insert(c);
+                }
             }
             Input::RouteResult { entry_id, outcome } => {
                 self.on_route_result(now, entry_id, outcome, &mut out)
@@ -725,6 +766,7 @@ impl Router {
             match (reason, case_id) {
                 (Some(reason), _) => self.fail(now, &id, reason, out),
                 (None, Some(case_id)) => {
+                    self.dirty.insert(case_id.clone());
                     let case = self.cases.entry(case_id).or_insert_with(Case::new);
                     case.pending.insert(key);
                     if matches!(case.snap, Snap::Fresh(_)) {
@@ -744,13 +786,11 @@ impl Router {
             found.into_iter().map(|c| (c.id.clone(), c)).collect();
         for id in requested {
             let snap = found.remove(&id);
-            let live_now = self
-                .live
-                .values()
-                .any(|li| li.case_id.as_ref() == Some(&id));
+            let live_now = self.live.of_case(&id).next().is_some();
             let Some(case) = self.cases.get_mut(&id) else {
                 continue;
             };
+            self.dirty.insert(id.clone());
             case.snap = Snap::Fresh(snap.clone().map(Box::new));
             let idle = case.active.is_none() && case.pending.is_empty();
             // A lost interaction is re-routed once its case is idle (a row still being handled
@@ -1117,34 +1157,48 @@ impl Router {
             && self.watched.iter().all(|w| self.seen_snapshots.contains(w))
     }
 
+    /// Moves every case that can move: the cases an input touched (or every case, after an
+    /// input that changes what all of them can do), then the cases waiting for a slot, first
+    /// come first served, while slots are free. Costs what changed, not what is held.
     fn advance(&mut self, now: DateTime<Utc>, out: &mut Out) {
         self.update_watch(out);
         if self.cic_ready() {
             self.reconcile_after_loss(now, out);
         }
         let ready = self.cic_ready() && self.mappings_loaded;
+        if ready != self.was_ready {
+            self.was_ready = ready;
+            self.all_dirty = true;
+        }
+        let work: Vec<CaseId> = if std::mem::take(&mut self.all_dirty) {
+            self.dirty.clear();
+            self.cases.keys().cloned().collect()
+        } else {
+            std::mem::take(&mut self.dirty).into_iter().collect()
+        };
         let mut reads = Vec::new();
-        let candidates: Vec<CaseId> = self
-            .cases
-            .iter()
-            .filter(|(_, c)| c.active.is_none() && (!c.pending.is_empty() || c.recover))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for case_id in candidates {
-            let Some(case) = self.cases.get_mut(&case_id) else {
+        if ready {
+            // Slots freed since the last pass go to the cases that waited longest.
+            self.serve_slot_queue(now, out);
+        }
+        for case_id in &work {
+            let Some(case) = self.cases.get_mut(case_id) else {
                 continue;
             };
+            if case.active.is_some() || (case.pending.is_empty() && !case.recover) {
+                continue;
+            }
             match case.snap {
                 Snap::Stale => {
                     case.snap = Snap::Requested;
-                    reads.push(case_id);
+                    reads.push(case_id.clone());
                     continue;
                 }
                 Snap::Requested | Snap::Failed { .. } => continue,
                 Snap::Fresh(_) => {}
             }
             if ready {
-                self.decide(now, &case_id, out);
+                self.decide(now, case_id, out);
             }
         }
         if !reads.is_empty() {
@@ -1153,9 +1207,31 @@ impl Router {
         if ready {
             self.maybe_reconcile(now, out);
         }
-        self.cases.retain(|_, c| {
-            c.active.is_some() || !c.pending.is_empty() || c.recover || c.snap == Snap::Requested
-        });
+        for case_id in work {
+            if self.cases.get(&case_id).is_some_and(|c| {
+                c.active.is_none() && c.pending.is_empty() && !c.recover && c.snap != Snap::Requested
+            }) {
+                self.cases.remove(&case_id);
+            }
+        }
+    }
+
+    /// Decides the cases waiting for a slot, oldest first, while a slot is free.
+    fn serve_slot_queue(&mut self, now: DateTime<Utc>, out: &mut Out) {
+        while self.in_flight < self.settings.max_in_flight {
+            let Some(case_id) = self.slot_queue.pop_front() else {
+                return;
+            };
+            self.slot_waiting.remove(&case_id);
+            let movable = self.cases.get(&case_id).is_some_and(|c| {
+                c.active.is_none() && !c.pending.is_empty() && matches!(c.snap, Snap::Fresh(_))
+            });
+            if movable {
+                self.decide(now, &case_id, out);
+            }
+            // Whatever it did (or could not do), the case is looked at again next time.
+            self.dirty.insert(case_id);
+        }
     }
 
     fn update_watch(&mut self, out: &mut Out) {
@@ -1179,6 +1255,9 @@ impl Router {
             if self.watched.contains(workgroup) {
                 want.insert(workgroup.clone());
             }
+        }
+        if want != self.watched {
+            self.all_dirty = true;
         }
         self.watched = want;
         if self.emitted_watch.as_ref() != Some(&self.watched) {
@@ -1221,6 +1300,7 @@ impl Router {
         if self.settings.reroute_lost_on_switchover {
             let cases: BTreeSet<CaseId> = lost.iter().filter_map(|li| li.case_id.clone()).collect();
             for case_id in cases {
+                self.dirty.insert(case_id.clone());
                 let case = self.cases.entry(case_id).or_insert_with(Case::new);
                 case.recover = true;
                 rerouting += 1;
@@ -1256,19 +1336,17 @@ impl Router {
             self.take_from_pending(case_id, &id);
             // A row claimed and raised in an earlier life may have its interaction live: the
             // mark names it (the newer row then keeps, moves or disconnects it).
-            let own = self
-                .live
-                .values()
-                .find(|li| li.entry_id.as_ref() == Some(&id))
-                .map(|li| li.id.clone());
+            let own = self.live.of_entry(&id).map(|li| li.id.clone());
             self.close(now, &id, own, note, out);
         }
         if let Some(id) = plan.disconnect {
             self.start_disconnect_row(now, case_id, &id, out);
-        } else if let Some(id) = plan.route
-            && self.in_flight < self.settings.max_in_flight
-        {
-            self.start_route_row(now, case_id, &id, out);
+        } else if let Some(id) = plan.route {
+            if self.in_flight < self.settings.max_in_flight {
+                self.start_route_row(now, case_id, &id, out);
+            } else if self.slot_waiting.insert(case_id.clone()) {
+                self.slot_queue.push_back(case_id.clone());
+            }
         }
     }
 
@@ -1797,12 +1875,14 @@ impl Router {
         let key = self.rows.get(id).map(Row::order_key);
         if let (Some(case), Some(key)) = (self.cases.get_mut(case_id), key) {
             case.pending.remove(&key);
+            self.dirty.insert(case_id.clone());
         }
     }
 
     fn activate(&mut self, case_id: &CaseId, id: &RowId, route: bool) {
         if let Some(case) = self.cases.get_mut(case_id) {
             case.active = Some(id.clone());
+            self.dirty.insert(case_id.clone());
         }
         if route {
             self.in_flight += 1;
@@ -1822,6 +1902,7 @@ impl Router {
             && case.active.as_ref() == Some(id)
         {
             case.active = None;
+            self.dirty.insert(case_id.clone());
             if route {
                 self.in_flight = self.in_flight.saturating_sub(1);
             }
@@ -1835,8 +1916,11 @@ impl Router {
         };
         r.stage = Stage::Pending;
         let key = r.order_key();
-        if let Some(case) = r.row.case_id.as_ref().and_then(|c| self.cases.get_mut(c)) {
+        if let Some(c) = &r.row.case_id
+            && let Some(case) = self.cases.get_mut(c)
+        {
             case.pending.insert(key);
+            self.dirty.insert(c.clone());
         }
     }
 
@@ -1852,8 +1936,10 @@ impl Router {
             }
         }
         if let Some(r) = self.rows.remove(id)
-            && let Some(case) = r.row.case_id.as_ref().and_then(|c| self.cases.get_mut(c))
+            && let Some(c) = &r.row.case_id
+            && let Some(case) = self.cases.get_mut(c)
         {
+            self.dirty.insert(c.clone());
             case.pending.remove(&r.order_key());
             // A recovery waiting for this case to be idle: read it again now.
             if case.recover && case.active.is_none() && case.pending.is_empty() {

@@ -333,6 +333,52 @@ fn concurrency_is_bounded_by_max_in_flight() {
 }
 
 #[test]
+fn a_freed_slot_goes_to_the_case_that_waited_longest() {
+    let mut w = World::new(Settings {
+        max_in_flight: 1,
+        ..settings()
+    });
+    w.settle();
+    w.cic_silent = true;
+    let cases: Vec<CaseId> = (0..3).map(|_| w.add_case(EN, "")).collect();
+    assert!(cases[1] < cases[2], "case ids grow with creation");
+    let first = w.add_row(&cases[0], "New", "Support_EN", "");
+    w.push(std::slice::from_ref(&first));
+    w.settle();
+    assert_eq!(w.total_raises(), 1);
+    // The third case starts waiting for the slot before the second one.
+    let third = w.add_row(&cases[2], "New", "Support_EN", "");
+    w.push(std::slice::from_ref(&third));
+    w.settle();
+    let second = w.add_row(&cases[1], "New", "Support_EN", "");
+    w.push(std::slice::from_ref(&second));
+    w.settle();
+    assert_eq!(w.total_raises(), 1, "one slot: the others wait");
+    // The first row's raise times out and backs off: its slot frees.
+    w.tick(11);
+    w.settle();
+    w.tick(3);
+    w.settle();
+    let claims: Vec<&RowId> = w
+        .writes
+        .iter()
+        .filter(|u| u.status == RowStatus::Processing)
+        .map(|u| &u.id)
+        .collect();
+    assert_eq!(claims.first(), Some(&&first));
+    assert_eq!(
+        claims.get(1),
+        Some(&&third),
+        "first come, first served (not case-id order)"
+    );
+    w.cic_silent = false;
+    w.run_to_quiescence(100);
+    for r in [&first, &second, &third] {
+        assert_eq!(w.status(r), RowStatus::Processed);
+    }
+}
+
+#[test]
 fn a_burst_costs_few_write_calls() {
     let mut w = world();
     let rows: Vec<RowId> = (0..100)

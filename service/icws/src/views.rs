@@ -142,10 +142,22 @@ impl QueueViews {
     }
 }
 
+/// The attributes [`live`] reads, lower-cased: a view keeps only these (a queue of 100,000
+/// interactions would otherwise hold every watched attribute of each).
+const KEPT: [&str; 5] = [
+    "sf_caseid",
+    "sf_routingentryid",
+    "eic_acdskillset",
+    "eic_state",
+    "eic_username",
+];
+
 fn normalise(attrs: HashMap<String, Option<String>>) -> Attrs {
     attrs
         .into_iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.unwrap_or_default()))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .filter(|(k, _)| KEPT.contains(&k.as_str()))
+        .map(|(k, v)| (k, v.unwrap_or_default()))
         .collect()
 }
 

@@ -60,6 +60,15 @@ pub struct UnresolvedMapping {
     pub workgroup: String,
 }
 
+/// A scan of the pending rows ([`Salesforce::pending_scan`]), oldest first.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Scan {
+    /// The oldest rows, in full.
+    pub rows: Vec<RoutingRow>,
+    /// The ids of the rows after those, in the same order.
+    pub more: Vec<RowId>,
+}
+
 /// What [`Salesforce::ensure_push_topic`] had to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PushTopicOutcome {
@@ -162,7 +171,34 @@ impl Salesforce {
 
     /// Every `New` and `Processing` row, oldest first (CreatedDate, Id), all pages.
     pub async fn pending_rows(&self) -> Result<Vec<RoutingRow>> {
-        self.rows_where(&self.pending_condition()).await
+        Ok(self.pending_scan(usize::MAX).await?.rows)
+    }
+
+    /// Every `New` and `Processing` row, oldest first (CreatedDate, Id), all pages: the first
+    /// `keep` in full, the rest as ids only (fetched by id when their turn comes), so a backlog
+    /// of any length costs one page of records and the ids, not every record at once.
+    pub async fn pending_scan(&self, keep: usize) -> Result<Scan> {
+        let n = &self.inner.names;
+        let soql = format!(
+            "SELECT {} FROM {} WHERE {} ORDER BY CreatedDate, Id",
+            records::row_fields(n),
+            n.routing_object,
+            self.pending_condition()
+        );
+        let mut scan = Scan::default();
+        self.inner
+            .rest
+            .query_each(&soql, |r| {
+                if let Some(row) = records::parse_row(n, &r) {
+                    if scan.rows.len() < keep {
+                        scan.rows.push(row);
+                    } else {
+                        scan.more.push(row.id);
+                    }
+                }
+            })
+            .await?;
+        Ok(scan)
     }
 
     /// The rows with these ids (any status), one query per 200 ids, oldest first per query.
@@ -322,11 +358,11 @@ impl Salesforce {
                 soql_list(queues.iter().map(String::as_str)),
                 records::format_datetime(&since)
             );
-            let recs = self.inner.rest.query(&soql).await?;
-            let mut open: Vec<CaseSnapshot> = recs
-                .iter()
-                .filter_map(|r| records::parse_case(n, r))
-                .collect();
+            let mut open: Vec<CaseSnapshot> = Vec::new();
+            self.inner
+                .rest
+                .query_each(&soql, |r| open.extend(records::parse_case(n, &r)))
+                .await?;
             for chunk in open.chunks_mut(IDS_PER_QUERY) {
                 self.add_history(chunk).await?;
             }

@@ -277,6 +277,14 @@ impl Rest {
 
     /// Runs a SOQL query and pages through `nextRecordsUrl` until `done`.
     pub(crate) async fn query(&self, soql: &str) -> Result<Vec<Record>> {
+        let mut records = Vec::new();
+        self.query_each(soql, |r| records.push(r)).await?;
+        Ok(records)
+    }
+
+    /// Runs a SOQL query and hands each record to `each`, a page at a time: only one page's
+    /// JSON is held at once (a page is up to 2,000 records), however long the answer is.
+    pub(crate) async fn query_each(&self, soql: &str, mut each: impl FnMut(Record)) -> Result<()> {
         let mut reply = self
             .call(
                 Method::GET,
@@ -286,13 +294,13 @@ impl Rest {
                 true,
             )
             .await?;
-        let mut records = Vec::new();
         loop {
             let page: QueryPage = serde_json::from_slice(&reply.body)
                 .map_err(|e| SfError::Protocol(format!("query answer: {e}")))?;
+            drop(reply);
             for r in page.records {
                 match r {
-                    Value::Object(m) => records.push(m),
+                    Value::Object(m) => each(m),
                     other => warn!(
                         event = "salesforce.query.bad_record",
                         record = %other, "Skipping a query record that is not an object"
@@ -300,7 +308,7 @@ impl Rest {
                 }
             }
             if page.done {
-                return Ok(records);
+                return Ok(());
             }
             let next = page.next_records_url.ok_or_else(|| {
                 SfError::Protocol("query answer has done=false but no nextRecordsUrl".into())

@@ -20,7 +20,7 @@ use sors_core::backoff::{Backoff, Retry};
 use sors_core::model::*;
 use sors_core::router::{DisconnectResult, Effect, Input, Notice, Router, Settings, Source};
 use sors_icws::{DisconnectOutcome, Icws, IcwsEvent};
-use sors_salesforce::{PushTopicOutcome, Salesforce, StreamEvent};
+use sors_salesforce::{PushTopicOutcome, Salesforce, Scan, StreamEvent};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -121,8 +121,9 @@ enum Done {
     Input(Input),
     /// The writer's call ended; its results are an input for the router.
     Written(Vec<(RowId, WriteResult)>),
-    /// A scan of the routing table (every `New` and `Processing` row, oldest first).
-    Scanned(Vec<RoutingRow>),
+    /// A scan of the routing table (every `New` and `Processing` row, oldest first: the
+    /// first chunk in full, the ids of the rest).
+    Scanned(Scan),
     /// A fetch of pushed rows ended; its answer is an input for the router.
     Fetched(Input),
 }
@@ -291,12 +292,11 @@ impl Runtime {
         match done {
             Done::Input(input) => self.feed(input),
             Done::Written(results) => self.feed(Input::Written(results)),
-            Done::Scanned(mut rows) => {
+            Done::Scanned(scan) => {
                 // A newer scan supersedes the held ids: it holds every row still pending.
-                self.backlog.clear();
-                let chunk = self.opts.backlog_chunk.max(1);
-                if rows.len() > chunk {
-                    self.backlog = rows.drain(chunk..).map(|r| r.id).collect();
+                let rows = scan.rows;
+                self.backlog = scan.more.into();
+                if !self.backlog.is_empty() {
                     info!(
                         event = "router.backlog",
                         held = self.backlog.len(),
@@ -335,11 +335,12 @@ impl Runtime {
         self.sweep();
         self.read_mappings();
         let (sf, shared, done) = (self.sf.clone(), self.shared.clone(), self.done_tx.clone());
+        let chunk = self.opts.backlog_chunk;
         self.tasks.spawn(async move {
             // A PushTopic that had to be re-created announced nothing meanwhile: scan at once
             // instead of waiting for the sweep's grace period.
             if ensure_push_topic(&sf, &shared).await {
-                scan(&sf, &shared, &done, "PushTopic re-created").await;
+                scan(&sf, &shared, &done, chunk, "PushTopic re-created").await;
             }
         });
     }
@@ -666,8 +667,9 @@ impl Runtime {
 
     fn scan(&mut self, why: &'static str) {
         let (sf, shared, done) = (self.sf.clone(), self.shared.clone(), self.done_tx.clone());
+        let chunk = self.opts.backlog_chunk;
         self.tasks
-            .spawn(async move { scan(&sf, &shared, &done, why).await });
+            .spawn(async move { scan(&sf, &shared, &done, chunk, why).await });
     }
 
     /// `New` and `Processing` rows older than the grace period: `New` ones no push announced,
@@ -865,17 +867,23 @@ async fn ensure_push_topic(sf: &Salesforce, shared: &Shared) -> bool {
 }
 
 /// Reads every `New` and `Processing` row and hands them to the router.
-async fn scan(sf: &Salesforce, shared: &Shared, done: &mpsc::UnboundedSender<Done>, why: &str) {
-    match sf.pending_rows().await {
-        Ok(rows) => {
+async fn scan(
+    sf: &Salesforce,
+    shared: &Shared,
+    done: &mpsc::UnboundedSender<Done>,
+    chunk: usize,
+    why: &str,
+) {
+    match sf.pending_scan(chunk.max(1)).await {
+        Ok(scan) => {
             info!(
                 event = "router.scan",
                 why,
-                rows = rows.len(),
+                rows = scan.rows.len() + scan.more.len(),
                 "Scanned the routing table"
             );
             shared.salesforce_ok();
-            let _ = done.send(Done::Scanned(rows));
+            let _ = done.send(Done::Scanned(scan));
         }
         Err(e) => {
             error!(event = "router.scan_failed", why, error = %e, "Could not scan the routing table; the sweep will retry");

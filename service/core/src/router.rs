@@ -1209,7 +1209,10 @@ impl Router {
         }
         for case_id in work {
             if self.cases.get(&case_id).is_some_and(|c| {
-                c.active.is_none() && c.pending.is_empty() && !c.recover && c.snap != Snap::Requested
+                c.active.is_none()
+                    && c.pending.is_empty()
+                    && !c.recover
+                    && c.snap != Snap::Requested
             }) {
                 self.cases.remove(&case_id);
             }

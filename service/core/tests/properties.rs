@@ -253,8 +253,16 @@ fn parse(skills: &str) -> String {
     sors_core::rules::parse_skills(skills).unwrap().join(";")
 }
 
+/// Stories per run: 200, or `SORS_CORE_PROPS_CASES` (a longer soak after a change to the core).
+fn cases() -> u32 {
+    std::env::var("SORS_CORE_PROPS_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn routing_stays_right_under_random_traffic_and_faults(ops in prop::collection::vec(op(), 1..60)) {

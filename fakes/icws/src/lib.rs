@@ -91,7 +91,13 @@ impl axum::serve::Listener for ClosingListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        axum::serve::Listener::accept(&mut self.inner).await
+        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        // Without it, an event-stream chunk written after another waits for the client's
+        // delayed ACK (Nagle): up to 40 ms a message, a stall no real server adds.
+        if let Err(e) = io.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set on an accepted connection");
+        }
+        (io, addr)
     }
 
     fn local_addr(&self) -> std::io::Result<SocketAddr> {

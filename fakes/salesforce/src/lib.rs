@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use serde::Serialize;
 use serde_json::Value;
 use sors_fake_cometd::{ForgetAdvice, Streaming};
@@ -224,6 +225,13 @@ impl FakeSalesforce {
         let app = rest::router(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
+            // TCP_NODELAY: without it a response written in two pieces waits for the client's
+            // delayed ACK (Nagle), up to 40 ms a call, a stall no real server adds.
+            let listener = listener.tap_io(|io| {
+                if let Err(e) = io.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY not set on an accepted connection");
+                }
+            });
             let serve = axum::serve(listener, app).with_graceful_shutdown(async {
                 let _ = stopped.await;
             });

@@ -9,7 +9,8 @@
 //! - a row is held by at most one stage at a time, so it is never started twice, whichever of
 //!   push, scan, sweep or replay delivered it;
 //! - rows of one case run one at a time, oldest first; rows of different cases run concurrently up
-//!   to `max_in_flight`;
+//!   to `max_in_flight` (a slot covers a route row's claim, notification and result; its final
+//!   write holds the case, not a slot);
 //! - a route row is marked `Processed` only with the id of an interaction that the handler
 //!   reported or that was seen live for its entry;
 //! - at most one live interaction per case: a case already live in the row's workgroup is not
@@ -29,7 +30,9 @@ use crate::rules;
 pub struct Settings {
     pub auto_disconnect_on_reply: bool,
     pub reroute_lost_on_switchover: bool,
-    /// Cases routed at once.
+    /// Route rows whose CIC part (claim, notification, result) is under way at once. A row
+    /// gives its slot back when its final write is queued: that write is Salesforce's
+    /// bookkeeping, and the case stays busy until it is written.
     pub max_in_flight: usize,
     /// How long to wait for the handler's result and the interaction, per attempt.
     pub route_timeout: TimeDelta,
@@ -355,6 +358,8 @@ struct Row {
     tries: u32,
     /// Consecutive transient write failures: sets the back-off, never fails the row.
     write_failures: u32,
+    /// Holds one of the `max_in_flight` slots.
+    slot: bool,
     /// When this router first held the row: configuration read before then may not know the
     /// queue, workgroup or skills the row names.
     seen_at: DateTime<Utc>,
@@ -752,6 +757,7 @@ impl Router {
                 stage: Stage::Pending,
                 tries: 0,
                 write_failures: 0,
+                slot: false,
                 seen_at: now,
             };
             let key = entry.order_key();
@@ -1837,6 +1843,7 @@ impl Router {
             update,
             retry_at: None,
         };
+        self.release_slot(id);
     }
 
     /// A failed round: back off and plan the case again, or fail the row for good.
@@ -1887,7 +1894,8 @@ impl Router {
             case.active = Some(id.clone());
             self.dirty.insert(case_id.clone());
         }
-        if route {
+        if route && let Some(r) = self.rows.get_mut(id) {
+            r.slot = true;
             self.in_flight += 1;
         }
     }
@@ -1900,15 +1908,21 @@ impl Router {
         let Some(case_id) = r.row.case_id.clone() else {
             return;
         };
-        let route = r.event.is_some_and(RowEvent::is_route);
+        self.release_slot(id);
         if let Some(case) = self.cases.get_mut(&case_id)
             && case.active.as_ref() == Some(id)
         {
             case.active = None;
             self.dirty.insert(case_id.clone());
-            if route {
-                self.in_flight = self.in_flight.saturating_sub(1);
-            }
+        }
+    }
+
+    /// Gives the row's slot back (if it holds one): its CIC part is over.
+    fn release_slot(&mut self, id: &RowId) {
+        if let Some(r) = self.rows.get_mut(id)
+            && std::mem::take(&mut r.slot)
+        {
+            self.in_flight = self.in_flight.saturating_sub(1);
         }
     }
 

@@ -379,6 +379,43 @@ fn a_freed_slot_goes_to_the_case_that_waited_longest() {
 }
 
 #[test]
+fn a_slot_frees_when_the_final_write_is_queued_not_when_it_is_answered() {
+    let mut w = World::new(Settings {
+        max_in_flight: 1,
+        ..settings()
+    });
+    w.settle();
+    let a_case = w.add_case(EN, "");
+    let b_case = w.add_case(EN, "");
+    let a = w.add_row(&a_case, "New", "Support_EN", "");
+    let b = w.add_row(&b_case, "New", "Support_EN", "");
+    w.hold_writes = true;
+    w.push(&[a.clone(), b.clone()]);
+    w.settle();
+    let claimed = |w: &World, r: &RowId| {
+        w.writes
+            .iter()
+            .any(|u| u.id == *r && u.status == RowStatus::Processing)
+    };
+    assert!(claimed(&w, &a) && !claimed(&w, &b), "one slot: A first");
+    // A's claim is answered; A is raised and routed; its Processed write stays unanswered.
+    w.release_writes();
+    w.hold_writes = true;
+    w.settle();
+    assert_eq!(w.status(&a), RowStatus::Processed);
+    assert!(!w.held.is_empty(), "A's final write is still in flight");
+    assert!(
+        claimed(&w, &b),
+        "B's claim does not wait for the answer to A's bookkeeping write"
+    );
+    assert_eq!(w.router.status().in_flight, 1);
+    w.release_writes();
+    w.run_to_quiescence(50);
+    assert_eq!(w.status(&b), RowStatus::Processed);
+    assert_eq!(w.router.status().in_flight, 0);
+}
+
+#[test]
 fn a_burst_costs_few_write_calls() {
     let mut w = world();
     let rows: Vec<RowId> = (0..100)

@@ -8,9 +8,10 @@
 //! Guarantees kept by this module (checked by its tests and by the property tests):
 //! - a row is held by at most one stage at a time, so it is never started twice, whichever of
 //!   push, scan, sweep or replay delivered it;
-//! - rows of one case run one at a time, oldest first; rows of different cases run concurrently up
-//!   to `max_in_flight` (a slot covers a route row's claim, notification and result; its final
-//!   write holds the case, not a slot);
+//! - rows of one case run one at a time, oldest first; rows of different cases run concurrently,
+//!   bounded twice by `max_in_flight`: route rows claiming or claimed and waiting for a slot, and
+//!   route rows holding a slot (the CIC part: notification and result). A row's final write
+//!   holds its case, not a slot;
 //! - a route row is marked `Processed` only with the id of an interaction that the handler
 //!   reported or that was seen live for its entry;
 //! - at most one live interaction per case: a case already live in the row's workgroup is not
@@ -30,9 +31,10 @@ use crate::rules;
 pub struct Settings {
     pub auto_disconnect_on_reply: bool,
     pub reroute_lost_on_switchover: bool,
-    /// Route rows whose CIC part (claim, notification, result) is under way at once. A row
-    /// gives its slot back when its final write is queued: that write is Salesforce's
-    /// bookkeeping, and the case stays busy until it is written.
+    /// Route rows whose CIC part (notification, result) is under way at once; as many more may
+    /// be claimed ahead, waiting for a slot. A row gives its slot back when its final write is
+    /// queued (Salesforce's bookkeeping: the case stays busy until it is written) or when it
+    /// backs off.
     pub max_in_flight: usize,
     /// How long to wait for the handler's result and the interaction, per attempt.
     pub route_timeout: TimeDelta,
@@ -324,7 +326,7 @@ pub struct Status {
 
 #[derive(Clone, Debug, PartialEq)]
 enum Stage {
-    /// Waiting for its turn (case idle, snapshot fresh, CIC ready, a free slot).
+    /// Waiting for its turn (case idle, snapshot fresh, CIC ready, claims below the bound).
     Pending,
     /// Disconnecting the case's live interactions; then claim (a moved case) or mark (reply).
     Disconnecting {
@@ -334,6 +336,8 @@ enum Stage {
     },
     /// The claim is out; `retry_at` is set after a transient failure.
     Claiming { retry_at: Option<DateTime<Utc>> },
+    /// Claimed; waiting for a slot to raise the notification.
+    Claimed,
     Raised {
         deadline: DateTime<Utc>,
         result: Option<InteractionId>,
@@ -349,6 +353,15 @@ enum Stage {
     },
 }
 
+/// What a route row holds of the router's two bounds, each `max_in_flight`: claims under way
+/// or done and waiting for a slot, and slots (the CIC part: notification and result).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hold {
+    Nothing,
+    Claim,
+    Slot,
+}
+
 #[derive(Clone, Debug)]
 struct Row {
     row: RoutingRow,
@@ -358,8 +371,8 @@ struct Row {
     tries: u32,
     /// Consecutive transient write failures: sets the back-off, never fails the row.
     write_failures: u32,
-    /// Holds one of the `max_in_flight` slots.
-    slot: bool,
+    /// The share of the router's bounds this row holds.
+    hold: Hold,
     /// When this router first held the row: configuration read before then may not know the
     /// queue, workgroup or skills the row names.
     seen_at: DateTime<Utc>,
@@ -444,6 +457,9 @@ pub struct Router {
     /// Rows a push named that are still being fetched: not missed pushes.
     announced: HashMap<RowId, DateTime<Utc>>,
     in_flight: usize,
+    /// Route rows claiming, or claimed and waiting for a slot (`raise_queue`, in claim order).
+    claims: usize,
+    raise_queue: VecDeque<RowId>,
 
     monitored: HashMap<String, String>,
     mappings_loaded: bool,
@@ -494,6 +510,8 @@ impl Router {
             finished: HashMap::new(),
             announced: HashMap::new(),
             in_flight: 0,
+            claims: 0,
+            raise_queue: VecDeque::new(),
             monitored: HashMap::new(),
             mappings_loaded: false,
             mappings_as_of: None,
@@ -757,7 +775,7 @@ impl Router {
                 stage: Stage::Pending,
                 tries: 0,
                 write_failures: 0,
-                slot: false,
+                hold: Hold::Nothing,
                 seen_at: now,
             };
             let key = entry.order_key();
@@ -906,17 +924,14 @@ impl Router {
             };
             match (stage, res) {
                 (Stage::Claiming { .. }, WriteResult::Ok) => {
-                    let deadline = now + self.settings.route_timeout;
                     if let Some(row) = self.rows.get_mut(&id) {
                         row.row.attempts += 1;
                         row.row.status = RowStatus::Processing;
                         row.write_failures = 0;
-                        row.stage = Stage::Raised {
-                            deadline,
-                            result: None,
-                        };
+                        row.stage = Stage::Claimed;
                     }
-                    self.raise(now, &id, out);
+                    self.raise_queue.push_back(id);
+                    self.serve_raise_queue(now, out);
                 }
                 (Stage::Claiming { .. }, WriteResult::Retry(e)) => {
                     let wait = self.note_write_failure(&id, &e, out);
@@ -1183,8 +1198,10 @@ impl Router {
             std::mem::take(&mut self.dirty).into_iter().collect()
         };
         let mut reads = Vec::new();
+        // Slots freed since the last pass go to the rows claimed longest ago, then claims to
+        // the cases that waited longest.
+        self.serve_raise_queue(now, out);
         if ready {
-            // Slots freed since the last pass go to the cases that waited longest.
             self.serve_slot_queue(now, out);
         }
         for case_id in &work {
@@ -1225,9 +1242,31 @@ impl Router {
         }
     }
 
-    /// Decides the cases waiting for a slot, oldest first, while a slot is free.
-    fn serve_slot_queue(&mut self, now: DateTime<Utc>, out: &mut Out) {
+    /// Raises the claimed rows waiting for a slot, in claim order, while a slot is free.
+    fn serve_raise_queue(&mut self, now: DateTime<Utc>, out: &mut Out) {
         while self.in_flight < self.settings.max_in_flight {
+            let Some(id) = self.raise_queue.pop_front() else {
+                return;
+            };
+            let deadline = now + self.settings.route_timeout;
+            let Some(r) = self.rows.get_mut(&id) else {
+                continue;
+            };
+            if !matches!(r.stage, Stage::Claimed) {
+                continue;
+            }
+            r.stage = Stage::Raised {
+                deadline,
+                result: None,
+            };
+            self.take_slot(&id);
+            self.raise(now, &id, out);
+        }
+    }
+
+    /// Decides the cases waiting for a claim, oldest first, while claims are below the bound.
+    fn serve_slot_queue(&mut self, now: DateTime<Utc>, out: &mut Out) {
+        while self.claims < self.settings.max_in_flight {
             let Some(case_id) = self.slot_queue.pop_front() else {
                 return;
             };
@@ -1351,7 +1390,7 @@ impl Router {
         if let Some(id) = plan.disconnect {
             self.start_disconnect_row(now, case_id, &id, out);
         } else if let Some(id) = plan.route {
-            if self.in_flight < self.settings.max_in_flight {
+            if self.claims < self.settings.max_in_flight {
                 self.start_route_row(now, case_id, &id, out);
             } else if self.slot_waiting.insert(case_id.clone()) {
                 self.slot_queue.push_back(case_id.clone());
@@ -1737,6 +1776,7 @@ impl Router {
                     result: None,
                 };
             }
+            self.take_slot(id);
             self.raise(now, id, out);
             return;
         }
@@ -1745,6 +1785,10 @@ impl Router {
         };
         r.stage = Stage::Claiming { retry_at: None };
         out.writes.push(claim_update(r));
+        if r.hold == Hold::Nothing {
+            r.hold = Hold::Claim;
+            self.claims += 1;
+        }
     }
 
     /// Sends the handler notification of a claimed row (and remembers the entry as ours).
@@ -1870,6 +1914,8 @@ impl Router {
         r.stage = Stage::Backoff {
             until: now + backoff(&self.settings, attempts),
         };
+        // The case waits out the back-off; the slot serves another case meanwhile.
+        self.release_slot(id);
     }
 
     // ---------------------------------------------------------------- bookkeeping
@@ -1894,10 +1940,7 @@ impl Router {
             case.active = Some(id.clone());
             self.dirty.insert(case_id.clone());
         }
-        if route && let Some(r) = self.rows.get_mut(id) {
-            r.slot = true;
-            self.in_flight += 1;
-        }
+        let _ = route; // a route row takes its share at the claim (see `Hold`)
     }
 
     /// Releases the case's active slot (if this row holds it).
@@ -1917,12 +1960,24 @@ impl Router {
         }
     }
 
-    /// Gives the row's slot back (if it holds one): its CIC part is over.
+    /// Gives back what the row holds of the bounds (a claim or a slot): its claim or its CIC
+    /// part is over.
     fn release_slot(&mut self, id: &RowId) {
-        if let Some(r) = self.rows.get_mut(id)
-            && std::mem::take(&mut r.slot)
-        {
-            self.in_flight = self.in_flight.saturating_sub(1);
+        if let Some(r) = self.rows.get_mut(id) {
+            match std::mem::replace(&mut r.hold, Hold::Nothing) {
+                Hold::Nothing => {}
+                Hold::Claim => self.claims = self.claims.saturating_sub(1),
+                Hold::Slot => self.in_flight = self.in_flight.saturating_sub(1),
+            }
+        }
+    }
+
+    /// The row moves from its claim (if any) to a slot.
+    fn take_slot(&mut self, id: &RowId) {
+        self.release_slot(id);
+        if let Some(r) = self.rows.get_mut(id) {
+            r.hold = Hold::Slot;
+            self.in_flight += 1;
         }
     }
 

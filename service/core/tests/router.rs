@@ -408,11 +408,56 @@ fn a_slot_frees_when_the_final_write_is_queued_not_when_it_is_answered() {
         claimed(&w, &b),
         "B's claim does not wait for the answer to A's bookkeeping write"
     );
-    assert_eq!(w.router.status().in_flight, 1);
+    assert_eq!(
+        w.router.status().in_flight,
+        0,
+        "A's slot is free while its final write is unanswered (B is still claiming)"
+    );
     w.release_writes();
     w.run_to_quiescence(50);
     assert_eq!(w.status(&b), RowStatus::Processed);
     assert_eq!(w.router.status().in_flight, 0);
+}
+
+#[test]
+fn claims_run_ahead_of_the_slots_by_at_most_max_in_flight_rows() {
+    let mut w = World::new(Settings {
+        max_in_flight: 1,
+        ..settings()
+    });
+    w.settle();
+    w.cic_silent = true;
+    let rows: Vec<RowId> = (0..3)
+        .map(|_| {
+            let c = w.add_case(EN, "");
+            w.add_row(&c, "New", "Support_EN", "")
+        })
+        .collect();
+    w.push(&rows);
+    w.settle();
+    let claimed = |w: &World, r: &RowId| {
+        w.writes
+            .iter()
+            .any(|u| u.id == *r && u.status == RowStatus::Processing)
+    };
+    assert_eq!(w.total_raises(), 1, "one slot");
+    assert_eq!(w.raises.get(&rows[0]), Some(&1));
+    assert!(
+        claimed(&w, &rows[1]),
+        "the next row is claimed while the first one waits for CIC"
+    );
+    assert!(!claimed(&w, &rows[2]), "one claim ahead at most");
+    assert_eq!(w.router.status().in_flight, 1);
+    // The first raise times out and backs off: its slot goes to the row claimed ahead, which is
+    // raised at once, and the third row is claimed.
+    w.tick(11);
+    w.settle();
+    assert_eq!(w.raises.get(&rows[1]), Some(&1));
+    assert!(claimed(&w, &rows[2]));
+    assert_eq!(w.router.status().in_flight, 1);
+    w.cic_silent = false;
+    w.run_to_quiescence(100);
+    assert!(rows.iter().all(|r| w.status(r) == RowStatus::Processed));
 }
 
 #[test]

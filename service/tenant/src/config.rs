@@ -272,7 +272,8 @@ pub struct RoutingConfig {
     pub auto_disconnect_on_reply: bool,
     /// After a CIC switchover, re-route interactions that were lost. Default true.
     pub reroute_lost_on_switchover: bool,
-    /// Rows (of different cases) handled at once, 1 to 1000. Default 32.
+    /// Handler notifications (rows of different cases) waiting for CIC at once, and as many
+    /// more claimed ahead; 1 to 1000. Default 32.
     pub max_in_flight: u32,
     /// Seconds to wait for the handler's result and the interaction. Default 30.
     pub route_timeout_secs: u64,

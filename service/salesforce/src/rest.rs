@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use reqwest::Method;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use tracing::{error, warn};
 
@@ -30,14 +31,16 @@ struct Reply {
     body: bytes::Bytes,
 }
 
+/// One page of a query answer. The records stay unparsed text (borrowed from the body) until
+/// each is handed on, so a page of 2,000 records never exists as 2,000 JSON trees at once.
 #[derive(Deserialize)]
-struct QueryPage {
+struct QueryPage<'a> {
     #[serde(default = "yes")]
     done: bool,
     #[serde(default, rename = "nextRecordsUrl")]
     next_records_url: Option<String>,
-    #[serde(default)]
-    records: Vec<Value>,
+    #[serde(default, borrow)]
+    records: Vec<&'a RawValue>,
 }
 
 fn yes() -> bool {
@@ -297,13 +300,16 @@ impl Rest {
         loop {
             let page: QueryPage = serde_json::from_slice(&reply.body)
                 .map_err(|e| SfError::Protocol(format!("query answer: {e}")))?;
-            drop(reply);
-            for r in page.records {
-                match r {
-                    Value::Object(m) => each(m),
-                    other => warn!(
+            for raw in page.records {
+                match serde_json::from_str::<Value>(raw.get()) {
+                    Ok(Value::Object(m)) => each(m),
+                    Ok(other) => warn!(
                         event = "salesforce.query.bad_record",
                         record = %other, "Skipping a query record that is not an object"
+                    ),
+                    Err(e) => warn!(
+                        event = "salesforce.query.bad_record",
+                        error = %e, "Skipping a query record that is not valid JSON"
                     ),
                 }
             }

@@ -31,6 +31,33 @@ fn failed_reason(w: &World, row: &RowId) -> String {
     w.row(row).error.clone().unwrap_or_default()
 }
 
+/// A settled world with `max_in_flight` slots.
+fn world_with_slots(max_in_flight: usize) -> World {
+    let mut w = World::new(Settings {
+        max_in_flight,
+        ..settings()
+    });
+    w.settle();
+    w
+}
+
+/// `n` new cases in `EN`, one `New` row each; returns the rows.
+fn new_rows(w: &mut World, n: usize) -> Vec<RowId> {
+    (0..n)
+        .map(|_| {
+            let c = w.add_case(EN, "");
+            w.add_row(&c, "New", "Support_EN", "")
+        })
+        .collect()
+}
+
+/// Whether the row's claim (`Processing`) was written.
+fn claimed(w: &World, row: &RowId) -> bool {
+    w.writes
+        .iter()
+        .any(|u| u.id == *row && u.status == RowStatus::Processing)
+}
+
 #[test]
 fn a_new_case_becomes_one_interaction_and_the_row_is_processed() {
     let mut w = world();
@@ -311,18 +338,9 @@ fn rows_of_one_case_run_in_order_one_at_a_time() {
 
 #[test]
 fn concurrency_is_bounded_by_max_in_flight() {
-    let mut w = World::new(Settings {
-        max_in_flight: 3,
-        ..settings()
-    });
-    w.settle();
+    let mut w = world_with_slots(3);
     w.cic_silent = true;
-    let rows: Vec<RowId> = (0..10)
-        .map(|_| {
-            let c = w.add_case(EN, "");
-            w.add_row(&c, "New", "Support_EN", "")
-        })
-        .collect();
+    let rows = new_rows(&mut w, 10);
     w.push(&rows);
     w.settle();
     assert_eq!(w.total_raises(), 3);
@@ -334,11 +352,7 @@ fn concurrency_is_bounded_by_max_in_flight() {
 
 #[test]
 fn a_freed_slot_goes_to_the_case_that_waited_longest() {
-    let mut w = World::new(Settings {
-        max_in_flight: 1,
-        ..settings()
-    });
-    w.settle();
+    let mut w = world_with_slots(1);
     w.cic_silent = true;
     let cases: Vec<CaseId> = (0..3).map(|_| w.add_case(EN, "")).collect();
     assert!(cases[1] < cases[2], "case ids grow with creation");
@@ -380,23 +394,12 @@ fn a_freed_slot_goes_to_the_case_that_waited_longest() {
 
 #[test]
 fn a_slot_frees_when_the_final_write_is_queued_not_when_it_is_answered() {
-    let mut w = World::new(Settings {
-        max_in_flight: 1,
-        ..settings()
-    });
-    w.settle();
-    let a_case = w.add_case(EN, "");
-    let b_case = w.add_case(EN, "");
-    let a = w.add_row(&a_case, "New", "Support_EN", "");
-    let b = w.add_row(&b_case, "New", "Support_EN", "");
+    let mut w = world_with_slots(1);
+    let rows = new_rows(&mut w, 2);
+    let (a, b) = (rows[0].clone(), rows[1].clone());
     w.hold_writes = true;
-    w.push(&[a.clone(), b.clone()]);
+    w.push(&rows);
     w.settle();
-    let claimed = |w: &World, r: &RowId| {
-        w.writes
-            .iter()
-            .any(|u| u.id == *r && u.status == RowStatus::Processing)
-    };
     assert!(claimed(&w, &a) && !claimed(&w, &b), "one slot: A first");
     // A's claim is answered; A is raised and routed; its Processed write stays unanswered.
     w.release_writes();
@@ -421,25 +424,11 @@ fn a_slot_frees_when_the_final_write_is_queued_not_when_it_is_answered() {
 
 #[test]
 fn claims_run_ahead_of_the_slots_by_at_most_max_in_flight_rows() {
-    let mut w = World::new(Settings {
-        max_in_flight: 1,
-        ..settings()
-    });
-    w.settle();
+    let mut w = world_with_slots(1);
     w.cic_silent = true;
-    let rows: Vec<RowId> = (0..3)
-        .map(|_| {
-            let c = w.add_case(EN, "");
-            w.add_row(&c, "New", "Support_EN", "")
-        })
-        .collect();
+    let rows = new_rows(&mut w, 3);
     w.push(&rows);
     w.settle();
-    let claimed = |w: &World, r: &RowId| {
-        w.writes
-            .iter()
-            .any(|u| u.id == *r && u.status == RowStatus::Processing)
-    };
     assert_eq!(w.total_raises(), 1, "one slot");
     assert_eq!(w.raises.get(&rows[0]), Some(&1));
     assert!(

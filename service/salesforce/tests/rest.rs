@@ -87,31 +87,26 @@ async fn query_pages_through_next_records_url_and_reads_limit_info() {
 async fn a_scan_keeps_the_first_rows_in_full_and_only_the_ids_of_the_rest_across_pages() {
     let s = server_with_login("T").await;
     let next = format!("{DATA}/query/01gRO0000016PIAYA2-2");
-    Mock::given(method("GET"))
-        .and(path(format!("{DATA}/query")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(query_page(
-            vec![
-                row("a01", "500A", "New", "2024-01-02T03:04:05Z"),
-                row("a02", "500B", "Processing", "2024-01-02T03:04:06Z"),
-            ],
-            Some(&next),
-        )))
-        .expect(1)
-        .mount(&s)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(&next))
-        .respond_with(ResponseTemplate::new(200).set_body_json(query_page(
-            vec![
-                row("a03", "500C", "New", "2024-01-02T03:04:07Z"),
-                json!({"Status__c": "New"}),
-                row("a04", "500D", "New", "2024-01-02T03:04:08Z"),
-            ],
-            None,
-        )))
-        .expect(1)
-        .mount(&s)
-        .await;
+    let first = vec![
+        row("a01", "500A", "New", "2024-01-02T03:04:05Z"),
+        row("a02", "500B", "Processing", "2024-01-02T03:04:06Z"),
+    ];
+    let second = vec![
+        row("a03", "500C", "New", "2024-01-02T03:04:07Z"),
+        json!({"Status__c": "New"}),
+        row("a04", "500D", "New", "2024-01-02T03:04:08Z"),
+    ];
+    for (at, records, more) in [
+        (format!("{DATA}/query"), first, Some(next.as_str())),
+        (next.clone(), second, None),
+    ] {
+        Mock::given(method("GET"))
+            .and(path(at))
+            .respond_with(ResponseTemplate::new(200).set_body_json(query_page(records, more)))
+            .expect(1)
+            .mount(&s)
+            .await;
+    }
     let scan = client(&s.uri()).pending_scan(3).await.expect("scan");
     let full: Vec<&str> = scan.rows.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(

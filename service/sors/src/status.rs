@@ -962,7 +962,7 @@ pub fn render_metrics(v: &StatusView) -> String {
     metric(
         "sors_rows_in_flight",
         "gauge",
-        "Cases being routed now.",
+        "Route rows whose handler notification is out, waiting for CIC (at most max_in_flight).",
         r.router.in_flight as f64,
     );
     metric(

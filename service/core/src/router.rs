@@ -312,6 +312,7 @@ pub enum Notice {
 pub struct Status {
     pub known_rows: usize,
     pub waiting_rows: usize,
+    /// Route rows holding a slot: their notification is out, waiting for CIC.
     pub in_flight: usize,
     pub live_interactions: usize,
     pub cic_ready: bool,

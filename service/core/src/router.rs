@@ -448,10 +448,10 @@ pub struct Router {
     /// Something every case's next step depends on changed (configuration, readiness, the
     /// watch set, the clock): the next `advance` looks at every case.
     all_dirty: bool,
-    /// Cases whose next step is a route row waiting for a free slot, first come first served
-    /// (`slot_waiting` mirrors the queue's members).
-    slot_queue: VecDeque<CaseId>,
-    slot_waiting: HashSet<CaseId>,
+    /// Cases whose next step is a route row waiting for its claim (claims are at the bound),
+    /// first come first served (`claim_waiting` mirrors the queue's members).
+    claim_queue: VecDeque<CaseId>,
+    claim_waiting: HashSet<CaseId>,
     /// Whether the router could route at the last `advance`.
     was_ready: bool,
     finished: HashMap<RowId, DateTime<Utc>>,
@@ -505,8 +505,8 @@ impl Router {
             cases: BTreeMap::new(),
             dirty: BTreeSet::new(),
             all_dirty: true,
-            slot_queue: VecDeque::new(),
-            slot_waiting: HashSet::new(),
+            claim_queue: VecDeque::new(),
+            claim_waiting: HashSet::new(),
             was_ready: false,
             finished: HashMap::new(),
             announced: HashMap::new(),
@@ -1179,9 +1179,10 @@ impl Router {
             && self.watched.iter().all(|w| self.seen_snapshots.contains(w))
     }
 
-    /// Moves every case that can move: the cases an input touched (or every case, after an
-    /// input that changes what all of them can do), then the cases waiting for a slot, first
-    /// come first served, while slots are free. Costs what changed, not what is held.
+    /// Moves every case that can move: first the claimed rows waiting for a free slot, then the
+    /// cases waiting for a claim (both first come, first served, while the bound allows), then
+    /// the cases an input touched (or every case, after an input that changes what all of them
+    /// can do). Costs what changed, not what is held.
     fn advance(&mut self, now: DateTime<Utc>, out: &mut Out) {
         self.update_watch(out);
         if self.cic_ready() {
@@ -1203,7 +1204,7 @@ impl Router {
         // the cases that waited longest.
         self.serve_raise_queue(now, out);
         if ready {
-            self.serve_slot_queue(now, out);
+            self.serve_claim_queue(now, out);
         }
         for case_id in &work {
             let Some(case) = self.cases.get_mut(case_id) else {
@@ -1266,12 +1267,12 @@ impl Router {
     }
 
     /// Decides the cases waiting for a claim, oldest first, while claims are below the bound.
-    fn serve_slot_queue(&mut self, now: DateTime<Utc>, out: &mut Out) {
+    fn serve_claim_queue(&mut self, now: DateTime<Utc>, out: &mut Out) {
         while self.claims < self.settings.max_in_flight {
-            let Some(case_id) = self.slot_queue.pop_front() else {
+            let Some(case_id) = self.claim_queue.pop_front() else {
                 return;
             };
-            self.slot_waiting.remove(&case_id);
+            self.claim_waiting.remove(&case_id);
             let movable = self.cases.get(&case_id).is_some_and(|c| {
                 c.active.is_none() && !c.pending.is_empty() && matches!(c.snap, Snap::Fresh(_))
             });
@@ -1393,8 +1394,8 @@ impl Router {
         } else if let Some(id) = plan.route {
             if self.claims < self.settings.max_in_flight {
                 self.start_route_row(now, case_id, &id, out);
-            } else if self.slot_waiting.insert(case_id.clone()) {
-                self.slot_queue.push_back(case_id.clone());
+            } else if self.claim_waiting.insert(case_id.clone()) {
+                self.claim_queue.push_back(case_id.clone());
             }
         }
     }
@@ -1410,7 +1411,7 @@ impl Router {
             return;
         };
         self.take_from_pending(case_id, id);
-        self.activate(case_id, id, false);
+        self.activate(case_id, id);
         if event == RowEvent::AgentReply && !self.settings.auto_disconnect_on_reply {
             self.close(
                 now,
@@ -1467,7 +1468,7 @@ impl Router {
             return;
         }
         self.take_from_pending(case_id, id);
-        self.activate(case_id, id, true);
+        self.activate(case_id, id);
 
         let left = match &snap {
             None => Some("case left routing: the case is deleted"),
@@ -1888,7 +1889,7 @@ impl Router {
             update,
             retry_at: None,
         };
-        self.release_slot(id);
+        self.release_hold(id);
     }
 
     /// A failed round: back off and plan the case again, or fail the row for good.
@@ -1916,7 +1917,7 @@ impl Router {
             until: now + backoff(&self.settings, attempts),
         };
         // The case waits out the back-off; the slot serves another case meanwhile.
-        self.release_slot(id);
+        self.release_hold(id);
     }
 
     // ---------------------------------------------------------------- bookkeeping
@@ -1936,15 +1937,15 @@ impl Router {
         }
     }
 
-    fn activate(&mut self, case_id: &CaseId, id: &RowId, route: bool) {
+    /// The row holds its case (a route row takes its share of the bounds at the claim: `Hold`).
+    fn activate(&mut self, case_id: &CaseId, id: &RowId) {
         if let Some(case) = self.cases.get_mut(case_id) {
             case.active = Some(id.clone());
             self.dirty.insert(case_id.clone());
         }
-        let _ = route; // a route row takes its share at the claim (see `Hold`)
     }
 
-    /// Releases the case's active slot (if this row holds it).
+    /// Releases the row's case (if this row holds it) and what it holds of the bounds.
     fn deactivate(&mut self, id: &RowId) {
         let Some(r) = self.rows.get(id) else {
             return;
@@ -1952,7 +1953,7 @@ impl Router {
         let Some(case_id) = r.row.case_id.clone() else {
             return;
         };
-        self.release_slot(id);
+        self.release_hold(id);
         if let Some(case) = self.cases.get_mut(&case_id)
             && case.active.as_ref() == Some(id)
         {
@@ -1963,7 +1964,7 @@ impl Router {
 
     /// Gives back what the row holds of the bounds (a claim or a slot): its claim or its CIC
     /// part is over.
-    fn release_slot(&mut self, id: &RowId) {
+    fn release_hold(&mut self, id: &RowId) {
         if let Some(r) = self.rows.get_mut(id) {
             match std::mem::replace(&mut r.hold, Hold::Nothing) {
                 Hold::Nothing => {}
@@ -1975,7 +1976,7 @@ impl Router {
 
     /// The row moves from its claim (if any) to a slot.
     fn take_slot(&mut self, id: &RowId) {
-        self.release_slot(id);
+        self.release_hold(id);
         if let Some(r) = self.rows.get_mut(id) {
             r.hold = Hold::Slot;
             self.in_flight += 1;

@@ -351,43 +351,37 @@ fn concurrency_is_bounded_by_max_in_flight() {
 }
 
 #[test]
-fn a_freed_slot_goes_to_the_case_that_waited_longest() {
+fn a_freed_claim_goes_to_the_case_that_waited_longest() {
     let mut w = world_with_slots(1);
     w.cic_silent = true;
-    let cases: Vec<CaseId> = (0..3).map(|_| w.add_case(EN, "")).collect();
+    let cases: Vec<CaseId> = (0..4).map(|_| w.add_case(EN, "")).collect();
     assert!(cases[1] < cases[2], "case ids grow with creation");
-    let first = w.add_row(&cases[0], "New", "Support_EN", "");
-    w.push(std::slice::from_ref(&first));
-    w.settle();
-    assert_eq!(w.total_raises(), 1);
-    // The third case starts waiting for the slot before the second one.
-    let third = w.add_row(&cases[2], "New", "Support_EN", "");
-    w.push(std::slice::from_ref(&third));
-    w.settle();
-    let second = w.add_row(&cases[1], "New", "Support_EN", "");
-    w.push(std::slice::from_ref(&second));
-    w.settle();
-    assert_eq!(w.total_raises(), 1, "one slot: the others wait");
-    // The first row's raise times out and backs off: its slot frees.
+    // One row takes the slot, one is claimed ahead: the bound of each is 1.
+    let push = |w: &mut World, case: usize| {
+        let row = w.add_row(&cases[case], "New", "Support_EN", "");
+        w.push(std::slice::from_ref(&row));
+        w.settle();
+        row
+    };
+    let raised = push(&mut w, 0);
+    let ahead = push(&mut w, 3);
+    // Then the third case starts waiting for a claim before the second one.
+    let third = push(&mut w, 2);
+    let second = push(&mut w, 1);
+    assert_eq!(w.total_raises(), 1, "one slot");
+    assert!(claimed(&w, &ahead) && !claimed(&w, &third) && !claimed(&w, &second));
+    // The first raise times out and backs off: the row claimed ahead takes its slot, and the
+    // claim it frees goes to the case that waited longest.
     w.tick(11);
     w.settle();
-    w.tick(3);
-    w.settle();
-    let claims: Vec<&RowId> = w
-        .writes
-        .iter()
-        .filter(|u| u.status == RowStatus::Processing)
-        .map(|u| &u.id)
-        .collect();
-    assert_eq!(claims.first(), Some(&&first));
-    assert_eq!(
-        claims.get(1),
-        Some(&&third),
+    assert_eq!(w.raises.get(&ahead), Some(&1));
+    assert!(
+        claimed(&w, &third) && !claimed(&w, &second),
         "first come, first served (not case-id order)"
     );
     w.cic_silent = false;
     w.run_to_quiescence(100);
-    for r in [&first, &second, &third] {
+    for r in [&raised, &ahead, &third, &second] {
         assert_eq!(w.status(r), RowStatus::Processed);
     }
 }

@@ -150,15 +150,20 @@ impl Salesforce {
         self.inner.stats.snapshot()
     }
 
-    async fn rows_where(&self, condition: &str) -> Result<Vec<RoutingRow>> {
+    /// The query for the routing rows matching `condition`, oldest first.
+    fn rows_soql(&self, condition: &str) -> String {
         let n = &self.inner.names;
-        let soql = format!(
+        format!(
             "SELECT {} FROM {} WHERE {} ORDER BY CreatedDate, Id",
             records::row_fields(n),
             n.routing_object,
             condition
-        );
-        let recs = self.inner.rest.query(&soql).await?;
+        )
+    }
+
+    async fn rows_where(&self, condition: &str) -> Result<Vec<RoutingRow>> {
+        let n = &self.inner.names;
+        let recs = self.inner.rest.query(&self.rows_soql(condition)).await?;
         Ok(recs
             .iter()
             .filter_map(|r| records::parse_row(n, r))
@@ -179,12 +184,7 @@ impl Salesforce {
     /// of any length costs one page of records and the ids, not every record at once.
     pub async fn pending_scan(&self, keep: usize) -> Result<Scan> {
         let n = &self.inner.names;
-        let soql = format!(
-            "SELECT {} FROM {} WHERE {} ORDER BY CreatedDate, Id",
-            records::row_fields(n),
-            n.routing_object,
-            self.pending_condition()
-        );
+        let soql = self.rows_soql(&self.pending_condition());
         let mut scan = Scan::default();
         self.inner
             .rest

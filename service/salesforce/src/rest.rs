@@ -301,15 +301,12 @@ impl Rest {
             let page: QueryPage = serde_json::from_slice(&reply.body)
                 .map_err(|e| SfError::Protocol(format!("query answer: {e}")))?;
             for raw in page.records {
-                match serde_json::from_str::<Value>(raw.get()) {
-                    Ok(Value::Object(m)) => each(m),
-                    Ok(other) => warn!(
+                match serde_json::from_str::<Record>(raw.get()) {
+                    Ok(m) => each(m),
+                    Err(_) => warn!(
                         event = "salesforce.query.bad_record",
-                        record = %other, "Skipping a query record that is not an object"
-                    ),
-                    Err(e) => warn!(
-                        event = "salesforce.query.bad_record",
-                        error = %e, "Skipping a query record that is not valid JSON"
+                        record = raw.get(),
+                        "Skipping a query record that is not an object"
                     ),
                 }
             }
